@@ -1,0 +1,35 @@
+"""pyes core: streams, events, append and the read functions
+
+Revision ID: pyes_0001
+Revises:
+Create Date: 2026-11-26
+
+Runs the same files as ``psql -f sql/install.sql``, in the same order, so that both ways of
+installing give the same schema (tests/test_migrations.py compares the catalogs).
+"""
+
+from alembic import op
+
+from pyes.sqlfiles import install_sql
+
+revision = "pyes_0001"
+down_revision = None
+branch_labels = ("pyes",)
+depends_on = None
+
+
+def _run(sql: str) -> None:
+    if op.get_context().as_sql:
+        op.execute(sql)
+    else:
+        # The raw psycopg connection runs a multi-statement script as it is, without
+        # SQLAlchemy reading ":name" in the SQL as bind parameters.
+        op.get_bind().connection.driver_connection.execute(sql)  # type: ignore[union-attr]
+
+
+def upgrade() -> None:
+    _run(install_sql())
+
+
+def downgrade() -> None:
+    _run("DROP SCHEMA pyes CASCADE;")

@@ -1,0 +1,168 @@
+"""Exceptions of pyes, mapped from SQLSTATE codes (never from message text).
+
+Every error that the SQL functions raise has its own SQLSTATE, listed in docs/errors.md.
+:func:`translate` turns a psycopg error into the matching class below; the original error
+stays available as ``__cause__`` and its DETAIL and HINT as attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import psycopg
+from psycopg import errors as pgerrors
+
+
+class PyesError(Exception):
+    """Base class of every pyes error."""
+
+    sqlstate: str | None = None
+
+    def __init__(self, message: str, *, detail: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.detail:
+            parts.append(f"DETAIL: {self.detail}")
+        if self.hint:
+            parts.append(f"HINT: {self.hint}")
+        return "\n".join(parts)
+
+
+class ConcurrencyError(PyesError):
+    """Another writer got there first; reload and decide again."""
+
+
+class WrongExpectedVersion(ConcurrencyError):
+    """PE001: the stream is not at the version the append expected."""
+
+    sqlstate = "PE001"
+
+    def __init__(self, message: str, *, detail: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, detail=detail, hint=hint)
+        self.stream_id: str | None = None
+        self.actual: int | None = None
+        self.expected: str | None = None
+        # The DETAIL of PE001 has a documented, stable form (docs/errors.md):
+        #   stream "<json string>" is at version <n>; the append expected <expectation>.
+        match = re.fullmatch(r'stream (".*") is at version (\d+); the append expected (.*)\.', detail or "")
+        if match:
+            self.stream_id = json.loads(match.group(1))
+            self.actual = int(match.group(2))
+            self.expected = match.group(3)
+
+
+class DuplicateEvent(PyesError):
+    """PE002: an event id is already stored, and the append is not an exact retry."""
+
+    sqlstate = "PE002"
+
+
+class StreamNotFound(PyesError):
+    """PE003: the stream has no events yet."""
+
+    sqlstate = "PE003"
+
+
+class InvalidInput(PyesError):
+    """Bad input: nothing was written. Subclasses name what was wrong."""
+
+
+class InvalidStreamId(InvalidInput):
+    sqlstate = "PE101"
+
+
+class InvalidEventType(InvalidInput):
+    sqlstate = "PE102"
+
+
+class InvalidEvent(InvalidInput):
+    """An event, its data or its metadata is not a JSON object, or has an unknown key."""
+
+    sqlstate = "PE103"
+
+
+class EventTooLarge(InvalidInput):
+    sqlstate = "PE104"
+
+
+class InvalidExpectedVersion(InvalidInput):
+    sqlstate = "PE105"
+
+
+class InvalidEventId(InvalidInput):
+    """An id, correlation id or causation id that is not a uuid."""
+
+    sqlstate = "PE106"
+
+
+class InvalidBatch(InvalidInput):
+    """Events that are not a JSON array, or an empty one."""
+
+    sqlstate = "PE107"
+
+
+class InvalidCheckpoint(InvalidInput):
+    sqlstate = "PE108"
+
+
+class InvalidArgument(InvalidInput):
+    """Any other argument out of range (max_count, direction, category, type filter...)."""
+
+    sqlstate = "PE109"
+
+
+class ImmutableEvent(PyesError):
+    """PE201: events cannot be updated, deleted or truncated."""
+
+    sqlstate = "PE201"
+
+
+class StreamDeleteForbidden(PyesError):
+    """PE202: stream rows cannot be deleted."""
+
+    sqlstate = "PE202"
+
+
+class TransactionConflict(ConcurrencyError):
+    """40001 or 40P01: run the whole transaction again (see :func:`pyes.retry_transaction`)."""
+
+
+_BY_SQLSTATE: dict[str, type[PyesError]] = {
+    cls.sqlstate: cls
+    for cls in (
+        WrongExpectedVersion, DuplicateEvent, StreamNotFound, InvalidStreamId, InvalidEventType,
+        InvalidEvent, EventTooLarge, InvalidExpectedVersion, InvalidEventId, InvalidBatch,
+        InvalidCheckpoint, InvalidArgument, ImmutableEvent, StreamDeleteForbidden,
+    )
+    if cls.sqlstate
+}
+_RETRYABLE = {"40001", "40P01"}
+
+
+def translate(error: psycopg.Error) -> Exception:
+    """The pyes exception for a psycopg error, or the error itself if pyes has none for it."""
+    state = error.sqlstate
+    if state is None:
+        return error
+    cls: type[PyesError] | None = _BY_SQLSTATE.get(state)
+    if cls is None and state in _RETRYABLE:
+        cls = TransactionConflict
+    if cls is None:
+        return error
+    diag = error.diag
+    exc = cls(diag.message_primary or str(error), detail=diag.message_detail, hint=diag.message_hint)
+    exc.sqlstate = state
+    return exc
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True for errors after which running the whole transaction again can succeed."""
+    if isinstance(error, TransactionConflict):
+        return True
+    return isinstance(error, (pgerrors.SerializationFailure, pgerrors.DeadlockDetected))

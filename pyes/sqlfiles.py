@@ -1,0 +1,44 @@
+"""The packaged SQL and alembic migrations.
+
+In a source checkout they are the top-level ``sql/`` and ``migrations/`` folders; an installed
+wheel carries them as ``pyes/_sql`` and ``pyes/_migrations``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _find(installed: str, source: str) -> Path:
+    for candidate in (_PACKAGE / installed, _PACKAGE.parent / source):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"pyes cannot find its {source}/ folder (looked in {_PACKAGE})")
+
+
+def sql_dir() -> Path:
+    return _find("_sql", "sql")
+
+
+def migrations_dir() -> Path:
+    return _find("_migrations", "migrations")
+
+
+def install_files() -> list[Path]:
+    """The SQL files that install the schema, in the order sql/install.sql includes them."""
+    root = sql_dir()
+    files = []
+    for line in (root / "install.sql").read_text().splitlines():
+        match = re.fullmatch(r"\\ir\s+(\S+)", line.strip())
+        if match:
+            files.append(root / match.group(1))
+    return files
+
+
+def install_sql() -> str:
+    """The whole schema as one script (without psql's BEGIN/COMMIT: the caller owns the
+    transaction)."""
+    return "\n".join(path.read_text() for path in install_files())

