@@ -56,6 +56,16 @@ def downgrade(dsn: str | None, revision: str) -> None:
 
 @db.command()
 @dsn_option
+@click.argument("revision", default="heads")
+def stamp(dsn: str | None, revision: str) -> None:
+    """Mark a schema installed with psql (sql/install.sql) as being at REVISION."""
+    target = _dsn(dsn)
+    migrate.stamp(target, revision)
+    click.echo(f"pyes schema marked as {', '.join(migrate.current(target))}")
+
+
+@db.command()
+@dsn_option
 def current(dsn: str | None) -> None:
     """Print the revision the database is at."""
     heads = migrate.current(_dsn(dsn))

@@ -16,7 +16,7 @@ def configured_dsn(dsn: str | None = None) -> str | None:
     """The connection string to use, or None when nothing is configured.
 
     An empty string is a valid answer: it means "libpq's defaults and PG* variables"."""
-    if dsn:
+    if dsn is not None:
         return dsn
     env = os.environ.get("PYES_DATABASE_URL")
     if env:

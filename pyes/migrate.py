@@ -45,6 +45,12 @@ def downgrade(dsn: str, revision: str) -> None:
     command.downgrade(alembic_config(dsn), revision)
 
 
+def stamp(dsn: str, revision: str = "heads") -> None:
+    """Record REVISION as applied without running it: for a schema installed with
+    ``psql -f sql/install.sql``, so that later upgrades can go through alembic."""
+    command.stamp(alembic_config(dsn), revision)
+
+
 def current(dsn: str) -> list[str]:
     """The revisions the database is at (empty before the first upgrade)."""
     engine = engine_for(dsn)

@@ -37,7 +37,7 @@ _APPEND = "SELECT stream_version, positions FROM pyes.append(%s, %s, %s)"
 _READ_STREAM = f"SELECT {RECORDED_COLUMNS} FROM pyes.read_stream(%s, %s, %s, %s)"
 _READ_ALL = f"SELECT {RECORDED_COLUMNS} FROM pyes.read_all(%s, %s, %s)"
 _READ_CATEGORY = f"SELECT {RECORDED_COLUMNS} FROM pyes.read_category(%s, %s, %s, %s)"
-_READ_CORRELATION = f"SELECT {RECORDED_COLUMNS} FROM pyes.read_correlation(%s, %s)"
+_READ_CORRELATION = f"SELECT {RECORDED_COLUMNS} FROM pyes.read_correlation(%s, %s, %s)"
 _GET_EVENT = f"SELECT {RECORDED_COLUMNS} FROM pyes.get_event(%s)"
 
 
@@ -159,10 +159,12 @@ class EventStore:
         self,
         correlation_id: uuid.UUID,
         *,
+        after: str | None = None,
         max_count: int = 1000,
         conn: psycopg.Connection[Any] | None = None,
     ) -> list[RecordedEvent]:
-        return self._read(_READ_CORRELATION, (correlation_id, max_count), conn)
+        """Every committed event of one correlation id (an audit query, not a feed)."""
+        return self._read(_READ_CORRELATION, (correlation_id, after, max_count), conn)
 
     def get_event(self, event_id: uuid.UUID, *, conn: psycopg.Connection[Any] | None = None) -> RecordedEvent | None:
         found = self._read(_GET_EVENT, (event_id,), conn)

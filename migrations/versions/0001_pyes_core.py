@@ -19,8 +19,10 @@ depends_on = None
 
 
 def _run(sql: str) -> None:
-    if op.get_context().as_sql:
-        op.execute(sql)
+    context = op.get_context()
+    if context.as_sql:
+        # Offline (--sql): write the script as it is; op.execute would escape every '%'.
+        context.impl.static_output(sql)
     else:
         # The raw psycopg connection runs a multi-statement script as it is, without
         # SQLAlchemy reading ":name" in the SQL as bind parameters.

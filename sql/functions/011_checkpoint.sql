@@ -19,7 +19,7 @@ BEGIN
         "position" := 0;
         RETURN;
     END IF;
-    IF p_token !~ '^[0-9]{1,20}/[0-9]{1,19}$' THEN
+    IF p_token !~ '^[0-9]{1,19}/[0-9]{1,18}$' THEN
         RAISE EXCEPTION 'invalid checkpoint %', quote_literal(p_token)
             USING ERRCODE = 'PE108',
                   DETAIL = 'A checkpoint is the "checkpoint" value of an event returned by pyes.read_all or pyes.read_category, such as ''771/42''.',

@@ -1,7 +1,8 @@
 -- Input checks of pyes.append. Each problem has its own SQLSTATE (docs/errors.md) and a
 -- DETAIL that says which argument or which event is wrong; nothing is written.
 
--- A stream id: 1 to 255 characters, no control characters (tabs and newlines included).
+-- A stream id: 1 to 255 characters, no control characters (tabs and newlines included), not
+-- starting with '-' (its category would be empty).
 CREATE OR REPLACE FUNCTION pyes.validate_stream_id(p_stream_id text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -18,6 +19,11 @@ BEGIN
             USING ERRCODE = 'PE101',
                   DETAIL = format('A stream id is at most 255 characters; this one starts with %L.', left(p_stream_id, 40)),
                   HINT = 'Use a shorter id, such as a uuid after the category.';
+    ELSIF left(p_stream_id, 1) = '-' THEN
+        RAISE EXCEPTION 'invalid stream id: it starts with ''-'''
+            USING ERRCODE = 'PE101',
+                  DETAIL = format('Stream id %L would have an empty category (the part before the first ''-'').', p_stream_id),
+                  HINT = 'Name the stream as "<category>-<id>".';
     ELSIF p_stream_id ~ '[[:cntrl:]]' THEN
         RAISE EXCEPTION 'invalid stream id: it contains a control character'
             USING ERRCODE = 'PE101',
@@ -49,7 +55,7 @@ END;
 $$;
 
 -- Checks every event of a batch and returns how many there are. An event is a JSON object
--- with a "type" and optionally "id", "data", "metadata", "schema_version",
+-- with a "type" and optionally "id" (null or absent: one is made), "data", "metadata", "schema_version",
 -- "correlation_id" and "causation_id"; any other key is refused, so a typo cannot lose data.
 CREATE OR REPLACE FUNCTION pyes.validate_events(p_events jsonb, p_stream_id text)
 RETURNS integer
@@ -60,7 +66,8 @@ DECLARE
     v_max   integer := pyes.max_event_bytes();
     v_count integer;
     v_bad   record;
-    v_uuid  constant text := '^\{?[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}\}?$';
+    -- The forms of uuid that PostgreSQL accepts, braces balanced.
+    v_uuid  constant text := '^(\{[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}\}|[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12})$';
 BEGIN
     IF p_events IS NULL OR jsonb_typeof(p_events) <> 'array' THEN
         RAISE EXCEPTION 'invalid batch: events must be a JSON array'
@@ -88,7 +95,8 @@ BEGIN
                  OR NOT (e.ev ->> 'type' ~ '^[A-Za-z_$][A-Za-z0-9_.:/$-]{0,254}$') THEN 'type'
             WHEN e.ev ? 'data' AND jsonb_typeof(e.ev -> 'data') <> 'object' THEN 'data'
             WHEN e.ev ? 'metadata' AND jsonb_typeof(e.ev -> 'metadata') <> 'object' THEN 'metadata'
-            WHEN e.ev ? 'id' AND NOT coalesce(jsonb_typeof(e.ev -> 'id') = 'string' AND e.ev ->> 'id' ~ v_uuid, false) THEN 'id'
+            WHEN jsonb_typeof(e.ev -> 'id') NOT IN ('null', 'string')
+                 OR NOT coalesce(e.ev ->> 'id' ~ v_uuid, true) THEN 'id'
             WHEN jsonb_typeof(e.ev -> 'correlation_id') NOT IN ('null', 'string')
                  OR NOT coalesce(e.ev ->> 'correlation_id' ~ v_uuid, true) THEN 'correlation_id'
             WHEN jsonb_typeof(e.ev -> 'causation_id') NOT IN ('null', 'string')

@@ -44,15 +44,17 @@ BEGIN
             CONTINUE;  -- created by a concurrent transaction that has committed since
         END IF;
 
+        -- A failed expectation is reported first: such an append writes nothing, so the order
+        -- of transactions does not matter to it.
+        IF p_mode = 'no_stream' OR (p_mode = 'exact' AND v_version <> p_expected) THEN
+            PERFORM pyes.raise_wrong_expected_version(p_stream_id, p_mode, p_expected, v_version);
+        END IF;
         IF v_last_xid > p_xid THEN
             RAISE EXCEPTION 'stream % was written by a younger transaction; retry this transaction', quote_literal(p_stream_id)
                 USING ERRCODE = '40001',
                       DETAIL = format('This transaction (id %s) started writing before the transaction (id %s) that appended version %s of stream %L committed. Appending now would put version %s before version %s in the global order.',
                                       p_xid, v_last_xid, v_version, p_stream_id, v_version + 1, v_version),
-                      HINT = 'Roll back and run the whole transaction again; pyes.retry_transaction in Python does this.';
-        END IF;
-        IF p_mode = 'no_stream' OR (p_mode = 'exact' AND v_version <> p_expected) THEN
-            PERFORM pyes.raise_wrong_expected_version(p_stream_id, p_mode, p_expected, v_version);
+                      HINT = 'Roll back and run the whole transaction again, as after any serialization failure (the Python layer''s pyes.retry_transaction does this).';
         END IF;
 
         UPDATE pyes.streams s SET version = s.version + p_count, last_xid = p_xid, updated_at = p_now
@@ -90,8 +92,9 @@ END;
 $$;
 
 -- The batch's first event id is already stored: this is either a retry of an append that
--- succeeded (same ids, same stream, consecutive versions, same types), which returns the
--- original result and writes nothing, or a duplicate, which raises PE002.
+-- succeeded (the same events, equal in every field, in the same stream at the same
+-- consecutive versions, forming that whole append), which returns the original result and writes
+-- nothing, or a duplicate, which raises PE002.
 CREATE OR REPLACE FUNCTION pyes.replayed_append(
     p_stream_id text, p_events jsonb, p_mode text, p_expected bigint,
     OUT stream_version bigint, OUT positions bigint[])
@@ -105,16 +108,29 @@ DECLARE
     v_clash  record;
 BEGIN
     SELECT count(x.event_id) = v_n
-           AND bool_and(x.stream_id = p_stream_id AND x.type = x.new_type
-                        AND x.version = x.first_version - 1 + x.ord) IS TRUE,
+           AND bool_and(x.stream_id = p_stream_id AND x.version = x.first_version - 1 + x.ord
+                        AND x.type = x.ev ->> 'type'
+                        AND x.data = coalesce(x.ev -> 'data', '{}'::jsonb)
+                        AND x.metadata = coalesce(x.ev -> 'metadata', '{}'::jsonb)
+                        AND x.schema_version = coalesce((x.ev ->> 'schema_version')::integer, 1)
+                        AND x.correlation_id IS NOT DISTINCT FROM (x.ev ->> 'correlation_id')::uuid
+                        AND x.causation_id IS NOT DISTINCT FROM (x.ev ->> 'causation_id')::uuid) IS TRUE,
            min(x.version), max(x.version), array_agg(x.position ORDER BY x.ord)
       INTO v_same, v_first, stream_version, positions
-      FROM (SELECT e.ord, e.ev ->> 'type' AS new_type, s.event_id, s.stream_id, s.type, s.version, s.position,
-                   first_value(s.version) OVER (ORDER BY e.ord) AS first_version
+      FROM (SELECT e.ord, e.ev, s.*, first_value(s.version) OVER (ORDER BY e.ord) AS first_version
               FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(ev, ord)
-              LEFT JOIN pyes.events s ON s.event_id = CASE WHEN e.ev ? 'id' THEN (e.ev ->> 'id')::uuid END) x;
+              LEFT JOIN pyes.events s ON s.event_id = (e.ev ->> 'id')::uuid) x;
 
-    IF v_same AND (p_mode <> 'exact' OR v_first = p_expected + 1) THEN
+    -- The stored events must also be one whole append: written by one transaction, with no
+    -- event of that transaction right before or after them in the stream.
+    IF v_same AND (p_mode NOT IN ('exact', 'no_stream') OR v_first = coalesce(p_expected, 0) + 1)
+       AND (SELECT count(DISTINCT s.transaction_id) = 1
+                   AND NOT EXISTS (SELECT 1 FROM pyes.events n
+                                    WHERE n.stream_id = p_stream_id
+                                      AND n.version IN (v_first - 1, stream_version + 1)
+                                      AND n.transaction_id = min(s.transaction_id))
+              FROM pyes.events s
+             WHERE s.stream_id = p_stream_id AND s.version BETWEEN v_first AND stream_version) THEN
         RETURN;  -- an idempotent retry
     END IF;
 
@@ -243,5 +259,5 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT a.stream_version, a.positions
     FROM pyes.append(p_stream_id, p_events,
-                     coalesce(p_expected_version::text, 'NULL')) a
+                     p_expected_version::text) a
 $$;

@@ -1,0 +1,211 @@
+"""Appending: the expected-version matrix, idempotent retries, atomic batches, shared
+transactions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from pyes import (
+    DuplicateEvent,
+    EventStore,
+    ExpectedVersion,
+    NewEvent,
+    WrongExpectedVersion,
+)
+
+
+def _count(store: EventStore) -> tuple[int, int]:
+    with store.connection() as conn:
+        row = conn.execute("SELECT (SELECT count(*) FROM pyes.events), (SELECT count(*) FROM pyes.streams)").fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def test_append_and_read_back(store: EventStore) -> None:
+    result = store.append("account-1", [NewEvent("Opened", {"owner": "ann"}), NewEvent("Deposited", {"amount": 10})])
+    assert result.stream_version == 2
+    assert len(result.positions) == 2 and result.positions[0] < result.positions[1]
+    events = store.read_stream("account-1")
+    assert [(e.type, e.version, e.position) for e in events] == [
+        ("Opened", 1, result.positions[0]),
+        ("Deposited", 2, result.positions[1]),
+    ]
+    assert events[1].data == {"amount": 10}
+    assert events[0].category == "account"
+    assert events[0].recorded_at.tzinfo is not None
+    assert isinstance(events[0].event_id, uuid.UUID)
+    assert store.stream_version("account-1") == 2
+    assert store.stream_version("account-404") == 0
+
+
+# Expected-version matrix: (state of the stream before, expectation, succeeds?).
+# The stream is "absent" or has 2 events.
+MATRIX: list[tuple[str, Any, bool]] = [
+    ("absent", ExpectedVersion.ANY, True),
+    ("absent", ExpectedVersion.NO_STREAM, True),
+    ("absent", ExpectedVersion.STREAM_EXISTS, False),
+    ("absent", 0, True),
+    ("absent", 1, False),
+    ("absent", "0", True),
+    ("two", ExpectedVersion.ANY, True),
+    ("two", ExpectedVersion.NO_STREAM, False),
+    ("two", ExpectedVersion.STREAM_EXISTS, True),
+    ("two", 0, False),
+    ("two", 1, False),
+    ("two", 2, True),
+    ("two", 3, False),  # strict: a version higher than the real one fails too
+    ("two", 100, False),
+    ("two", "2", True),
+]
+
+
+@pytest.mark.parametrize(("state", "expected", "ok"), MATRIX)
+def test_expected_version_matrix(store: EventStore, state: str, expected: Any, ok: bool) -> None:
+    before = 0
+    if state == "two":
+        store.append("order-7", [NewEvent("Created"), NewEvent("Paid")])
+        before = 2
+    if ok:
+        result = store.append("order-7", [NewEvent("Shipped")], expected)
+        assert result.stream_version == before + 1
+        assert store.stream_version("order-7") == before + 1
+    else:
+        with pytest.raises(WrongExpectedVersion) as caught:
+            store.append("order-7", [NewEvent("Shipped")], expected)
+        assert caught.value.sqlstate == "PE001"
+        assert caught.value.stream_id == "order-7"
+        assert caught.value.actual == before
+        assert caught.value.detail is not None and "order-7" in caught.value.detail
+        assert store.stream_version("order-7") == before
+        assert len(store.read_stream("order-7")) == before
+
+
+def test_idempotent_retry_returns_original_result(store: EventStore) -> None:
+    batch = [NewEvent("Opened"), NewEvent("Deposited", {"amount": 5})]
+    first = store.append("account-9", batch, ExpectedVersion.NO_STREAM)
+    store.append("account-9", [NewEvent("Withdrawn", {"amount": 1})], 2)
+    # The same append sent again (say after a lost reply) writes nothing.
+    again = store.append("account-9", batch, ExpectedVersion.NO_STREAM)
+    assert again == first
+    with_any = store.append("account-9", batch)
+    assert with_any == first
+    assert store.stream_version("account-9") == 3
+    assert _count(store) == (3, 1)
+
+
+def test_retry_with_wrong_expected_version_is_not_idempotent(store: EventStore) -> None:
+    batch = [NewEvent("Opened")]
+    store.append("account-9", batch, ExpectedVersion.NO_STREAM)
+    with pytest.raises(DuplicateEvent):
+        store.append("account-9", batch, 5)
+
+
+def test_id_stored_in_another_stream_is_refused(store: EventStore) -> None:
+    event = NewEvent("Opened")
+    store.append("account-1", [event])
+    with pytest.raises(DuplicateEvent) as caught:
+        store.append("account-2", [event])
+    assert caught.value.sqlstate == "PE002"
+    assert str(event.id) in (caught.value.detail or "")
+    assert store.stream_version("account-2") == 0
+
+
+def test_id_stored_later_in_batch_is_refused_and_nothing_written(store: EventStore) -> None:
+    stored = NewEvent("Opened")
+    store.append("account-1", [stored])
+    with pytest.raises(DuplicateEvent):
+        store.append("account-2", [NewEvent("Opened"), NewEvent("Deposited"), stored])
+    assert _count(store) == (1, 1)
+
+
+def test_same_id_twice_in_one_batch_is_refused(store: EventStore) -> None:
+    event = NewEvent("Opened")
+    with pytest.raises(DuplicateEvent):
+        store.append("account-1", [event, event])
+    assert _count(store) == (0, 0)
+
+
+def test_partial_retry_is_refused(store: EventStore) -> None:
+    a, b = NewEvent("A"), NewEvent("B")
+    store.append("s-1", [a, b])
+    with pytest.raises(DuplicateEvent):
+        store.append("s-1", [a])  # same first id, but not the same batch
+    with pytest.raises(DuplicateEvent):
+        store.append("s-1", [a, NewEvent("B")])
+
+
+def test_event_fields_are_stored(store: EventStore) -> None:
+    correlation, causation = uuid.uuid4(), uuid.uuid4()
+    event = NewEvent("Deposited", {"amount": "10.50"}, {"actor": "ann"}, schema_version=3,
+                     correlation_id=correlation, causation_id=causation)
+    store.append("account-1", [event])
+    got = store.get_event(event.id)
+    assert got is not None
+    assert (got.event_id, got.type, got.data, got.metadata, got.schema_version) == (
+        event.id, "Deposited", {"amount": "10.50"}, {"actor": "ann"}, 3)
+    assert (got.correlation_id, got.causation_id) == (correlation, causation)
+    assert store.get_event(uuid.uuid4()) is None
+
+
+def test_appends_to_several_streams_share_the_caller_transaction(store: EventStore, connect: Any) -> None:
+    conn = connect(autocommit=True)  # transactions below are explicit
+    conn.execute("CREATE TABLE public.orders (id int PRIMARY KEY, total int)")
+
+    # Rolled back together.
+    with conn.transaction():
+        store.append("order-1", [NewEvent("Placed")], conn=conn)
+        store.append("stock-1", [NewEvent("Reserved")], conn=conn)
+        conn.execute("INSERT INTO public.orders VALUES (1, 10)")
+        raise psycopg.Rollback()
+    assert _count(store) == (0, 0)
+    assert conn.execute("SELECT count(*) FROM public.orders").fetchone() == (0,)
+
+    # Committed together.
+    with conn.transaction():
+        store.append("order-1", [NewEvent("Placed")], conn=conn)
+        store.append("stock-1", [NewEvent("Reserved")], conn=conn)
+        conn.execute("INSERT INTO public.orders VALUES (1, 10)")
+    assert _count(store) == (2, 2)
+
+    # One failing append undoes the whole transaction, the caller's rows included.
+    with pytest.raises(WrongExpectedVersion):
+        with conn.transaction():
+            store.append("order-2", [NewEvent("Placed")], conn=conn)
+            conn.execute("INSERT INTO public.orders VALUES (2, 20)")
+            store.append("order-1", [NewEvent("Paid")], ExpectedVersion.NO_STREAM, conn=conn)
+    assert _count(store) == (2, 2)
+    assert conn.execute("SELECT count(*) FROM public.orders").fetchone() == (1,)
+
+
+def test_stream_metadata(store: EventStore) -> None:
+    store.append("account-1", [NewEvent("Opened")])
+    store.set_stream_metadata("account-1", {"owner": "billing"})
+    with store.connection() as conn:
+        row = conn.execute("SELECT metadata, version, category FROM pyes.get_stream('account-1')").fetchone()
+    assert row == ({"owner": "billing"}, 1, "account")
+    from pyes import InvalidEvent, StreamNotFound
+    with pytest.raises(StreamNotFound):
+        store.set_stream_metadata("account-404", {})
+    with pytest.raises(InvalidEvent):
+        store.set_stream_metadata("account-1", [1])  # type: ignore[arg-type]
+    assert store.stream_version("account-1") == 1
+
+
+def test_positions_follow_batch_order(store: EventStore) -> None:
+    events = [NewEvent(f"E{i}") for i in range(50)]
+    result = store.append("s-1", events)
+    assert list(result.positions) == sorted(result.positions)
+    stored = store.read_stream("s-1", max_count=100)
+    assert [e.type for e in stored] == [f"E{i}" for i in range(50)]
+    assert [e.version for e in stored] == list(range(1, 51))
+    assert tuple(e.position for e in stored) == result.positions
+
+
+def test_non_pyes_errors_pass_through(store: EventStore, connect: Any) -> None:
+    conn = connect()
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        conn.execute("SELECT * FROM pyes.nope")
