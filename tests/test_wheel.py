@@ -143,3 +143,66 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path: Path, empty_ds
     # And the migration goes down cleanly from the installed package too.
     downgraded = _run([str(pyes_command), "db", "downgrade", "--dsn", empty_dsn, "base"], cwd=outside)
     assert downgraded.stdout.strip() == "pyes schema at base"
+
+    # An application's own alembic project includes pyes's revisions, as the README shows.
+    project = outside / "app"
+    (project / "versions").mkdir(parents=True)
+    (project / "alembic.ini").write_text(textwrap.dedent(
+        """
+        [alembic]
+        script_location = %(here)s
+        version_locations = %(here)s/versions pyes:_migrations/versions
+        """
+    ))
+    (project / "env.py").write_text(textwrap.dedent(
+        """
+        import os
+        import psycopg
+        import sqlalchemy
+        from alembic import context
+
+        engine = sqlalchemy.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(os.environ["APP_DSN"]))
+        with engine.begin() as connection:
+            context.configure(connection=connection)
+            with context.begin_transaction():
+                context.run_migrations()
+        """
+    ))
+    (project / "versions" / "app_0001_orders.py").write_text(textwrap.dedent(
+        """
+        from alembic import op
+
+        revision = "app_0001"
+        down_revision = None
+        branch_labels = ("app",)
+        depends_on = None
+
+        def upgrade():
+            op.execute("CREATE TABLE app_orders (id int PRIMARY KEY)")
+
+        def downgrade():
+            op.execute("DROP TABLE app_orders")
+        """
+    ))
+    alembic_env = {"APP_DSN": empty_dsn}
+    completed = subprocess.run(
+        [str(venv / "bin" / "alembic"), "-c", str(project / "alembic.ini"), "upgrade", "heads"],
+        check=False, cwd=outside, env={**_clean_environment(), **alembic_env}, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    script = textwrap.dedent(
+        """
+        import sys
+        import psycopg
+        from pyes import EventStore, NewEvent
+
+        with psycopg.connect(sys.argv[1]) as conn:
+            print(sorted(r[0] for r in conn.execute("SELECT version_num FROM alembic_version")))
+            print(conn.execute("SELECT to_regclass('app_orders') IS NOT NULL").fetchone()[0])
+        with EventStore(sys.argv[1], max_size=1) as store:
+            print(store.append("order-1", [NewEvent("Placed")]).stream_version)
+        """
+    )
+    ran = _run([str(python), "-c", script, empty_dsn], cwd=outside).stdout.splitlines()
+    assert ran == ["['app_0001', 'pyes_0001']", "True", "1"], ran
