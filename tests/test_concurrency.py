@@ -18,6 +18,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from conftest import settle
+
 from pyes import (
     EventStore,
     ExpectedVersion,
@@ -176,6 +178,7 @@ def test_writers_to_the_same_stream_queue_and_the_second_fails(store: EventStore
 @pytest.mark.timeout(30)
 def test_late_committer_is_not_skipped(store: EventStore, connect: Any) -> None:
     store.append("early-1", [NewEvent("Before")])
+    settle(store)
     seen = read_everything(store)
     assert [e.type for e in seen] == ["Before"]
     checkpoint = seen[-1].checkpoint
@@ -192,6 +195,7 @@ def test_late_committer_is_not_skipped(store: EventStore, connect: Any) -> None:
     assert store.read_stream("b-1")[0].type == "FromB"  # the stream itself is readable at once
 
     a.commit()
+    settle(store)
     after = read_everything(store, checkpoint)
     assert [e.type for e in after] == ["FromA", "FromB"]  # both, once each, A first
     assert read_everything(store, after[-1].checkpoint) == []
@@ -212,6 +216,7 @@ def test_late_committer_with_a_reader_that_polls_throughout(store: EventStore, c
         delivered.extend(page)
         checkpoint = page[-1].checkpoint if page else checkpoint
         conn.commit()
+    settle(store)
     delivered.extend(read_everything(store, checkpoint))
     ids = [e.event_id for e in delivered]
     assert len(ids) == len(set(ids)) == 8
@@ -243,6 +248,7 @@ def test_append_from_an_older_transaction_is_refused_with_40001(store: EventStor
         store.append("order-1", [NewEvent("Paid")], conn=conn)
 
     retry_transaction(lambda: _own(t1), work)
+    settle(store)
     assert [(e.stream_id, e.version) for e in read_everything(store)] == [("order-1", 1), ("order-1", 2)]
 
 
@@ -293,6 +299,7 @@ def test_global_order_keeps_every_stream_in_version_order_under_racing_writers(d
         [f.result() for f in [pool.submit(writer, n) for n in range(writers)]]
 
     with EventStore(dsn) as store:
+        settle(store)
         events = read_everything(store)
     assert len(events) == writers * appends
     last: dict[str, int] = {}

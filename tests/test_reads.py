@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 
+from conftest import settle
+
 from pyes import EventStore, NewEvent
 
 
@@ -16,6 +18,7 @@ def filled(store: EventStore) -> EventStore:
     store.append("ledger-1", [NewEvent("Posted")])
     store.append("account-2", [NewEvent("Opened"), NewEvent("Withdrawn")])
     store.append("account-1", [NewEvent("Withdrawn"), NewEvent("Closed")])
+    settle(store)
     return store
 
 
@@ -76,6 +79,7 @@ def test_read_category(filled: EventStore) -> None:
 def test_category_is_the_part_before_the_first_dash(store: EventStore) -> None:
     store.append("order-2024-17", [NewEvent("Placed")])
     store.append("orderline", [NewEvent("Placed")])
+    settle(store)
     assert [e.stream_id for e in store.read_category("order")] == ["order-2024-17"]
     assert [e.stream_id for e in store.read_category("orderline")] == ["orderline"]
 
@@ -100,4 +104,5 @@ def test_get_event_and_head_checkpoint(filled: EventStore) -> None:
     head = filled.head_checkpoint()
     assert filled.read_all(after=head) == []
     filled.append("account-3", [NewEvent("Opened")])
+    settle(filled)
     assert [e.stream_id for e in filled.read_all(after=head)] == ["account-3"]

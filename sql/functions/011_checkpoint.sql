@@ -22,7 +22,7 @@ BEGIN
     IF p_token !~ '^[0-9]{1,19}/[0-9]{1,18}$' THEN
         RAISE EXCEPTION 'invalid checkpoint %', quote_literal(p_token)
             USING ERRCODE = 'PE108',
-                  DETAIL = 'A checkpoint is the "checkpoint" value of an event returned by pyes.read_all or pyes.read_category, such as ''771/42''.',
+                  DETAIL = 'A checkpoint is the "checkpoint" value of an event returned by pyes.read_all, pyes.read_category or pyes.read_correlation, such as ''771/42''.',
                   HINT = 'Pass the checkpoint of the last event you processed, or NULL to start from the beginning.';
     END IF;
     transaction_id := split_part(p_token, '/', 1)::xid8;
