@@ -153,6 +153,10 @@ def translate(error: psycopg.Error) -> Exception:
     cls: type[PyesError] | None = _BY_SQLSTATE.get(state)
     if cls is None and state in _RETRYABLE:
         cls = TransactionConflict
+    if state == "23505" and error.diag.constraint_name == "events_event_id_key":
+        # The same id inserted by a concurrent transaction while pyes.append ran (its own
+        # check raises PE002 for ids stored before it started).
+        cls = DuplicateEvent
     if cls is None:
         return error
     diag = error.diag

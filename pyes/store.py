@@ -59,7 +59,11 @@ class EventStore:
         if isinstance(source, ConnectionPool):
             self._pool, self._owns_pool = source, False
         else:
-            self._pool = ConnectionPool(source, min_size=min_size, max_size=max_size, open=True)
+            # Autocommit: a call the store owns is one statement, hence one transaction and
+            # one round trip (no BEGIN, no COMMIT). connection() opens a real transaction.
+            self._pool = ConnectionPool(
+                source, min_size=min_size, max_size=max_size, open=True, kwargs={"autocommit": True}
+            )
             self._owns_pool = True
         self._dumps = json_dumps
 
@@ -79,8 +83,9 @@ class EventStore:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection in a transaction that commits when the block ends."""
-        with self._pool.connection() as conn:
+        """A pooled connection in a transaction that commits when the block ends (and rolls
+        back if it raises)."""
+        with self._pool.connection() as conn, conn.transaction():
             yield conn
 
     @contextmanager

@@ -125,14 +125,12 @@ def settle(store: EventStore, timeout: float = 60.0) -> None:
     right to wait for it. Tests that expect to see what they just committed call this first.
     """
     deadline = time.monotonic() + timeout
-    with store.connection() as conn:
-        conn.autocommit = True
+    with store.pool.connection() as conn:  # the store's pool is in autocommit: a fresh snapshot per query
         while True:
             row = conn.execute(
                 "SELECT coalesce(max(transaction_id) < pg_snapshot_xmin(pg_current_snapshot()), true) FROM pyes.events"
             ).fetchone()
             if row and row[0]:
-                conn.autocommit = False
                 return
             if time.monotonic() > deadline:
                 raise AssertionError("the global read's line did not pass the committed events in time")

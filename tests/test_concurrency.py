@@ -329,3 +329,35 @@ def test_retry_transaction_gives_up_after_attempts(store: EventStore) -> None:
     with pytest.raises(ValueError):
         store.transaction(other_error, attempts=3)
     assert len(calls) == 1
+
+
+@pytest.mark.timeout(30)
+def test_same_id_appended_concurrently_fails_as_a_duplicate(store: EventStore, connect: Any) -> None:
+    """Two transactions insert the same event id at once: the second waits for the first and,
+    when it commits, fails with DuplicateEvent (unique_violation on events_event_id_key);
+    nothing of the second is written."""
+    from pyes import DuplicateEvent
+
+    event = NewEvent("Opened")
+    first = connect()
+    store.append("account-1", [event], conn=first)
+    observer = connect(autocommit=True)
+    second = connect(autocommit=True)
+    outcome: list[BaseException | None] = []
+
+    def append_second() -> None:
+        try:
+            store.append("account-2", [NewEvent("Opened"), event], conn=second)
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - recorded for the assertion below
+            outcome.append(error)
+
+    thread = threading.Thread(target=append_second)
+    thread.start()
+    wait_until_blocked(observer, second.info.backend_pid)
+    first.commit()
+    thread.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], DuplicateEvent), outcome
+    assert store.stream_version("account-2") == 0
+    settle(store)
+    assert [e.stream_id for e in store.read_all()] == ["account-1"]

@@ -14,9 +14,9 @@ from pyes.errors import translate
 
 READ_ONLY = {
     "read_stream", "read_all", "read_category", "read_correlation", "get_event", "stream_version", "get_stream",
-    "head_checkpoint", "max_event_bytes", "validate_events", "replayed_append",
+    "head_checkpoint", "max_event_bytes", "validate_events", "replayed_append", "first_id_stored",
 }
-IMMUTABLE = {"checkpoint_token", "parse_checkpoint", "validate_stream_id", "parse_expected_version",
+IMMUTABLE = {"checkpoint_token", "parse_checkpoint", "validate_stream_id",
              "validate_max_count", "validate_types"}
 
 

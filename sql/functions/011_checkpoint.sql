@@ -4,9 +4,13 @@
 
 CREATE OR REPLACE FUNCTION pyes.checkpoint_token(p_transaction_id xid8, p_position bigint)
 RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT p_transaction_id::text || '/' || p_position::text $$;
+AS $$
+BEGIN
+    RETURN p_transaction_id::text || '/' || p_position::text;
+END;
+$$;
 
 -- NULL or '' means "from the beginning".
 CREATE OR REPLACE FUNCTION pyes.parse_checkpoint(p_token text, OUT transaction_id xid8, OUT "position" bigint)

@@ -134,15 +134,22 @@ BEGIN
         RETURN;  -- an idempotent retry
     END IF;
 
-    SELECT e.ord, s.event_id, s.stream_id, s.version INTO v_clash
+    -- The first event whose id is stored already or appeared earlier in the batch.
+    SELECT e.ord, e.ev ->> 'id' AS id, s.stream_id, s.version INTO v_clash
       FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(ev, ord)
-      JOIN pyes.events s ON s.event_id = (e.ev ->> 'id')::uuid
+      LEFT JOIN pyes.events s ON s.event_id = (e.ev ->> 'id')::uuid
+     WHERE s.event_id IS NOT NULL
+        OR EXISTS (SELECT 1 FROM jsonb_array_elements(p_events) WITH ORDINALITY AS o(ev, ord)
+                    WHERE o.ord < e.ord AND (o.ev ->> 'id')::uuid = (e.ev ->> 'id')::uuid)
      ORDER BY e.ord LIMIT 1;
-    RAISE EXCEPTION 'duplicate event id %', v_clash.event_id
+    RAISE EXCEPTION 'duplicate event id %', v_clash.id
         USING ERRCODE = 'PE002',
-              DETAIL = format('Event %s of the batch for stream %L has id %s, which is already stored as version %s of stream %L, and the batch is not an exact retry of that append.',
-                              v_clash.ord, p_stream_id, v_clash.event_id, v_clash.version, v_clash.stream_id),
-              HINT = 'Give new events new ids. Retrying an append is safe only with the same events, ids and stream.';
+              DETAIL = CASE WHEN v_clash.stream_id IS NULL
+                  THEN format('Event %s of the batch for stream %L has id %s, which an earlier event of the batch has too.',
+                              v_clash.ord, p_stream_id, v_clash.id)
+                  ELSE format('Event %s of the batch for stream %L has id %s, which is already stored as version %s of stream %L, and the batch is not an exact retry of that append.',
+                              v_clash.ord, p_stream_id, v_clash.id, v_clash.version, v_clash.stream_id) END,
+              HINT = 'Give every event its own id. Retrying an append is safe only with the same events, ids and stream.';
 END;
 $$;
 
@@ -159,19 +166,82 @@ DECLARE
     v_mode     text;
     v_expected bigint;
     v_count    integer;
+    v_max      integer := 1048576;
+    v_valid    boolean;
+    v_types    text;
+    v_ids      text;
+    v_refs     text;
+    v_seen     boolean;
     v_xid      xid8;
     v_now      timestamptz;
+    -- An event type, and any number of uuids (the forms PostgreSQL accepts, braces
+    -- balanced), each in a list of values joined by newlines.
+    c_types    constant text := '^[A-Za-z_$][A-Za-z0-9_.:/$-]*(\n[A-Za-z_$][A-Za-z0-9_.:/$-]*)*$';
+    c_uuids    constant text := '^(\{[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}\}|[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12})'
+                                '(\n(\{[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}\}|[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}))*$';
 BEGIN
-    PERFORM pyes.validate_stream_id(p_stream_id);
-    SELECT x.mode, x.version INTO v_mode, v_expected FROM pyes.parse_expected_version(p_expected_version) x;
-    v_count := pyes.validate_events(p_events, p_stream_id);
+    -- Input checks. They run inline, over the whole batch at once, because on this path a
+    -- function call costs more than the checks themselves; when one fails, the validate_*
+    -- and raise_* functions (030_validate.sql) name the problem and raise its SQLSTATE.
+    IF p_stream_id IS NULL OR p_stream_id = '' OR char_length(p_stream_id) > 255
+       OR left(p_stream_id, 1) = '-' OR p_stream_id ~ '[[:cntrl:]]' THEN
+        PERFORM pyes.validate_stream_id(p_stream_id);
+    END IF;
+    IF p_expected_version IN ('any', 'no_stream', 'stream_exists') THEN
+        v_mode := p_expected_version;
+    ELSIF p_expected_version ~ '^[0-9]{1,18}$' THEN
+        v_mode := 'exact';
+        v_expected := p_expected_version::bigint;
+    ELSE
+        PERFORM pyes.raise_invalid_expected_version(p_expected_version);
+    END IF;
+    IF coalesce(current_setting('pyes.max_event_bytes', true), '') <> '' THEN
+        v_max := pyes.max_event_bytes();
+    END IF;
+    IF jsonb_typeof(p_events) = 'array' THEN
+        -- Per event: cheap tests only. The regexes then run once each over the batch's
+        -- values joined by newlines; a value that contains a newline fails them.
+        SELECT count(*),
+               -- coalesce: a missing key makes a test NULL, and bool_and skips NULLs.
+               bool_and(coalesce(jsonb_typeof(e.ev) = 'object'
+                   AND e.ev - '{id,type,data,metadata,schema_version,correlation_id,causation_id}'::text[] = '{}'::jsonb
+                   AND jsonb_typeof(e.ev -> 'type') = 'string'
+                   AND char_length(e.ev ->> 'type') <= 255
+                   AND coalesce(jsonb_typeof(e.ev -> 'data'), 'object') = 'object'
+                   AND coalesce(jsonb_typeof(e.ev -> 'metadata'), 'object') = 'object'
+                   AND coalesce(jsonb_typeof(e.ev -> 'id'), 'null') IN ('null', 'string')
+                   AND coalesce(jsonb_typeof(e.ev -> 'correlation_id'), 'null') IN ('null', 'string')
+                   AND coalesce(jsonb_typeof(e.ev -> 'causation_id'), 'null') IN ('null', 'string')
+                   AND (NOT e.ev ? 'schema_version'
+                        OR (jsonb_typeof(e.ev -> 'schema_version') = 'number'
+                            AND e.ev ->> 'schema_version' ~ '^[0-9]{1,9}$'
+                            AND (e.ev ->> 'schema_version')::integer >= 1))
+                   AND pg_column_size(e.ev) <= v_max, false)),
+               string_agg(e.ev ->> 'type', E'\n'),
+               string_agg(e.ev ->> 'id', E'\n'),
+               concat_ws(E'\n', string_agg(e.ev ->> 'correlation_id', E'\n'), string_agg(e.ev ->> 'causation_id', E'\n'))
+          INTO v_count, v_valid, v_types, v_ids, v_refs
+          FROM jsonb_array_elements(p_events) AS e(ev);
+        v_valid := v_count > 0 AND v_valid AND v_types ~ c_types
+                   AND (v_ids IS NULL OR v_ids ~ c_uuids) AND (v_refs = '' OR v_refs ~ c_uuids);
+    END IF;
+    IF v_valid IS NOT TRUE THEN
+        v_count := pyes.validate_events(p_events, p_stream_id);  -- raises
+    END IF;
 
-    -- A retry of an append that already succeeded? One index probe on the first id.
-    IF p_events -> 0 ? 'id'
-       AND EXISTS (SELECT 1 FROM pyes.events e WHERE e.event_id = (p_events -> 0 ->> 'id')::uuid) THEN
-        SELECT r.stream_version, r.positions INTO stream_version, positions
-          FROM pyes.replayed_append(p_stream_id, p_events, v_mode, v_expected) r;
-        RETURN;
+    -- Are any of the batch's ids stored already, or repeated in it? Then this is a retry of
+    -- an append that succeeded (which returns the original result and writes nothing) or a
+    -- duplicate (PE002): pyes.replayed_append tells which. One index probe per id given.
+    IF v_ids IS NOT NULL THEN
+        SELECT count(DISTINCT u.id) < count(*)
+               OR EXISTS (SELECT 1 FROM pyes.events e WHERE e.event_id = ANY (array_agg(u.id)))
+          INTO v_seen
+          FROM unnest(string_to_array(v_ids, E'\n')::uuid[]) AS u(id);
+        IF v_seen THEN
+            SELECT r.stream_version, r.positions INTO stream_version, positions
+              FROM pyes.replayed_append(p_stream_id, p_events, v_mode, v_expected) r;
+            RETURN;
+        END IF;
     END IF;
 
     v_xid := pg_current_xact_id();
@@ -207,43 +277,11 @@ BEGIN
                v_xid
           FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(ev, ord)
          ORDER BY e.ord
-        -- A duplicate id skips its row, so the count below falls short and we raise: the
-        -- whole append is undone. Nothing is ever dropped silently.
-        ON CONFLICT (event_id) DO NOTHING
         RETURNING t.position
     )
     SELECT array_agg(i.position ORDER BY i.position) INTO positions FROM inserted i;
-
-    IF coalesce(cardinality(positions), 0) <> v_count THEN
-        PERFORM pyes.raise_duplicate_in_batch(p_stream_id, p_events, stream_version - v_count + 1);
-    END IF;
-END;
-$$;
-
--- A later event of the batch, or two events of the batch, reuse an id: PE002.
--- p_first_version is the version the batch's first event would have had.
-CREATE OR REPLACE FUNCTION pyes.raise_duplicate_in_batch(p_stream_id text, p_events jsonb, p_first_version bigint)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_id  text;
-    v_ord bigint;
-BEGIN
-    -- The first event whose id is stored as something other than this very event.
-    SELECT e.ev ->> 'id', e.ord INTO v_id, v_ord
-      FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(ev, ord)
-      JOIN pyes.events s ON s.event_id = (e.ev ->> 'id')::uuid
-     WHERE e.ev ? 'id'
-       AND NOT (s.stream_id = p_stream_id AND s.version = p_first_version + e.ord - 1
-                AND s.transaction_id = pg_current_xact_id())
-     ORDER BY e.ord LIMIT 1;
-    RAISE EXCEPTION 'duplicate event id %', coalesce(v_id, '(unknown)')
-        USING ERRCODE = 'PE002',
-              DETAIL = format('Event %s of the batch for stream %L has id %s, which is already stored or appears twice in the batch.',
-                              coalesce(v_ord::text, '?'), p_stream_id, coalesce(v_id, '?')),
-              HINT = 'Give every event its own id. Retrying an append is safe only with the same events, ids and stream.';
+    -- An id inserted by a concurrent transaction since the check above makes this INSERT
+    -- fail with unique_violation (23505) on events_event_id_key: nothing is written either.
 END;
 $$;
 
@@ -254,10 +292,11 @@ CREATE OR REPLACE FUNCTION pyes.append(
     p_expected_version bigint,
     OUT stream_version bigint,
     OUT positions bigint[])
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT a.stream_version, a.positions
-    FROM pyes.append(p_stream_id, p_events,
-                     p_expected_version::text) a
+BEGIN
+    SELECT a.stream_version, a.positions INTO stream_version, positions
+      FROM pyes.append(p_stream_id, p_events, p_expected_version::text) a;
+END;
 $$;

@@ -25,22 +25,31 @@ BEGIN
 END;
 $$;
 
+-- The small read functions here and elsewhere are plpgsql rather than SQL: with a pinned
+-- search_path a SQL function cannot be inlined, and before PostgreSQL 18 it is planned anew
+-- on every call, while plpgsql keeps its plans for the session.
+
 -- A stream's row: version, category, metadata and times. No row if the stream does not exist.
 CREATE OR REPLACE FUNCTION pyes.get_stream(p_stream_id text)
 RETURNS TABLE (stream_id text, category text, version bigint, metadata jsonb,
                created_at timestamptz, updated_at timestamptz)
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    RETURN QUERY
     SELECT s.stream_id, s.category, s.version, s.metadata, s.created_at, s.updated_at
-    FROM pyes.streams s WHERE s.stream_id = p_stream_id
+      FROM pyes.streams s WHERE s.stream_id = p_stream_id;
+END;
 $$;
 
 -- The stream's current version: the version of its last event, 0 if it has none.
 CREATE OR REPLACE FUNCTION pyes.stream_version(p_stream_id text)
 RETURNS bigint
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce((SELECT s.version FROM pyes.streams s WHERE s.stream_id = p_stream_id), 0)
+BEGIN
+    RETURN coalesce((SELECT s.version FROM pyes.streams s WHERE s.stream_id = p_stream_id), 0);
+END;
 $$;

@@ -55,10 +55,10 @@ $$;
 -- One event by its id; no row if there is none.
 CREATE OR REPLACE FUNCTION pyes.get_event(p_event_id uuid)
 RETURNS SETOF pyes.recorded_events
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT e.*
-      FROM pyes.recorded_events e
-     WHERE e.event_id = p_event_id
+BEGIN
+    RETURN QUERY SELECT e.* FROM pyes.recorded_events e WHERE e.event_id = p_event_id;
+END;
 $$;

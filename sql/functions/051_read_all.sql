@@ -55,8 +55,10 @@ $$;
 -- call (a few of the most recent may still be delivered: at least once, never lost).
 CREATE OR REPLACE FUNCTION pyes.head_checkpoint()
 RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pyes.checkpoint_token(pg_snapshot_xmin(pg_current_snapshot()), 0)
+BEGIN
+    RETURN pyes.checkpoint_token(pg_snapshot_xmin(pg_current_snapshot()), 0);
+END;
 $$;
