@@ -91,7 +91,7 @@ BEGIN
 END;
 $$;
 
--- The batch's first event id is already stored: this is either a retry of an append that
+-- Some id of the batch is already stored, or repeated in it: this is either a retry of an append that
 -- succeeded (the same events, equal in every field, in the same stream at the same
 -- consecutive versions, forming that whole append), which returns the original result and writes
 -- nothing, or a duplicate, which raises PE002.
