@@ -40,6 +40,30 @@ def wait_until_blocked(observer: psycopg.Connection[Any], pid: int, timeout: flo
     raise AssertionError(f"backend {pid} never waited on a lock")
 
 
+def blocked_until_commit(connect: Any, holder: psycopg.Connection[Any], call: Any) -> BaseException | None:
+    """Run ``call(conn)`` on a new connection in a thread, check that it waits on a lock held
+    by ``holder``'s open transaction, commit ``holder``, and return what the call raised."""
+    observer = connect(autocommit=True)
+    waiter = connect(autocommit=True)
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call(waiter)
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - returned to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_until_blocked(observer, waiter.info.backend_pid)
+    assert outcome == [], "the call should still be waiting"
+    holder.commit()
+    thread.join(10)
+    assert len(outcome) == 1, "the call did not finish after the commit"
+    return outcome[0]
+
+
 def read_everything(store: EventStore, after: str | None = None) -> list[Any]:
     events, checkpoint = [], after
     while True:
@@ -151,26 +175,10 @@ def test_writers_to_the_same_stream_queue_and_the_second_fails(store: EventStore
     store.append("account-1", [NewEvent("Opened")])
     first = connect()
     store.append("account-1", [NewEvent("Deposited")], 1, conn=first)
-    observer = connect(autocommit=True)
-
-    second = connect(autocommit=True)
-    outcome: list[BaseException | None] = []
-
-    def append_second() -> None:
-        try:
-            store.append("account-1", [NewEvent("Withdrawn")], 1, conn=second)
-            outcome.append(None)
-        except BaseException as error:  # noqa: BLE001 - recorded for the assertion below
-            outcome.append(error)
-
-    thread = threading.Thread(target=append_second)
-    thread.start()
-    wait_until_blocked(observer, second.info.backend_pid)
-    assert outcome == []  # still waiting on the stream's row
-    first.commit()
-    thread.join(10)
-    assert len(outcome) == 1 and isinstance(outcome[0], WrongExpectedVersion)
-    assert outcome[0].actual == 2
+    error = blocked_until_commit(
+        connect, first, lambda conn: store.append("account-1", [NewEvent("Withdrawn")], 1, conn=conn))
+    assert isinstance(error, WrongExpectedVersion)
+    assert error.actual == 2
     assert [e.type for e in store.read_stream("account-1")] == ["Opened", "Deposited"]
 
 
@@ -340,23 +348,9 @@ def test_same_id_appended_concurrently_fails_as_a_duplicate(store: EventStore, c
     event = NewEvent("Opened")
     first = connect()
     store.append("account-1", [event], conn=first)
-    observer = connect(autocommit=True)
-    second = connect(autocommit=True)
-    outcome: list[BaseException | None] = []
-
-    def append_second() -> None:
-        try:
-            store.append("account-2", [NewEvent("Opened"), event], conn=second)
-            outcome.append(None)
-        except BaseException as error:  # noqa: BLE001 - recorded for the assertion below
-            outcome.append(error)
-
-    thread = threading.Thread(target=append_second)
-    thread.start()
-    wait_until_blocked(observer, second.info.backend_pid)
-    first.commit()
-    thread.join(10)
-    assert len(outcome) == 1 and isinstance(outcome[0], DuplicateEvent), outcome
+    error = blocked_until_commit(
+        connect, first, lambda conn: store.append("account-2", [NewEvent("Opened"), event], conn=conn))
+    assert isinstance(error, DuplicateEvent), error
     assert store.stream_version("account-2") == 0
     settle(store)
     assert [e.stream_id for e in store.read_all()] == ["account-1"]
