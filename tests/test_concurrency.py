@@ -79,6 +79,7 @@ def test_racing_writers_on_one_stream_exactly_one_wins_each_version(dsn: str) ->
     writers, rounds = 6, 15
     barrier = threading.Barrier(writers)
     wins: dict[int, list[int]] = defaultdict(list)
+    losses: dict[int, list[int]] = defaultdict(list)
 
     def writer(n: int) -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -87,14 +88,16 @@ def test_racing_writers_on_one_stream_exactly_one_wins_each_version(dsn: str) ->
                 try:
                     shared.append("race-1", [NewEvent("Tick", {"writer": n})], version, conn=conn)
                     wins[version].append(n)
-                except WrongExpectedVersion:
-                    pass
+                except WrongExpectedVersion as conflict:
+                    assert conflict.actual == version + 1
+                    losses[version].append(n)
 
     with EventStore(dsn, min_size=1, max_size=1) as shared, ThreadPoolExecutor(writers) as pool:
         for future in [pool.submit(writer, n) for n in range(writers)]:
             future.result()
 
     assert {v: len(w) for v, w in wins.items()} == {v: 1 for v in range(rounds)}
+    assert {v: len(w) for v, w in losses.items()} == {v: writers - 1 for v in range(rounds)}
     with psycopg.connect(dsn) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM pyes.events WHERE stream_id = 'race-1' ORDER BY version")]
         data = [r[0] for r in conn.execute("SELECT data->>'writer' FROM pyes.events ORDER BY version")]
