@@ -170,7 +170,8 @@ DECLARE
     v_valid    boolean;
     v_types    text;
     v_ids      text;
-    v_refs     text;
+    v_corr     text;
+    v_caus     text;
     v_seen     boolean;
     v_xid      xid8;
     v_now      timestamptz;
@@ -199,8 +200,8 @@ BEGIN
         v_max := pyes.max_event_bytes();
     END IF;
     IF jsonb_typeof(p_events) = 'array' THEN
-        -- Per event: cheap tests only. The regexes then run once each over the batch's
-        -- values joined by newlines; a value that contains a newline fails them.
+        -- Per event: cheap tests only (a newline in a value fails them). The regexes then
+        -- run once each over the batch's values joined by newlines.
         SELECT count(*),
                -- coalesce: a missing key makes a test NULL, and bool_and skips NULLs.
                bool_and(coalesce(jsonb_typeof(e.ev) = 'object'
@@ -212,6 +213,9 @@ BEGIN
                    AND coalesce(jsonb_typeof(e.ev -> 'id'), 'null') IN ('null', 'string')
                    AND coalesce(jsonb_typeof(e.ev -> 'correlation_id'), 'null') IN ('null', 'string')
                    AND coalesce(jsonb_typeof(e.ev -> 'causation_id'), 'null') IN ('null', 'string')
+                   -- The joined lists below must split back into the same values.
+                   AND strpos(concat(e.ev ->> 'type', e.ev ->> 'id', e.ev ->> 'correlation_id',
+                                     e.ev ->> 'causation_id'), E'\n') = 0
                    AND (NOT e.ev ? 'schema_version'
                         OR (jsonb_typeof(e.ev -> 'schema_version') = 'number'
                             AND e.ev ->> 'schema_version' ~ '^[0-9]{1,9}$'
@@ -219,11 +223,13 @@ BEGIN
                    AND pg_column_size(e.ev) <= v_max, false)),
                string_agg(e.ev ->> 'type', E'\n'),
                string_agg(e.ev ->> 'id', E'\n'),
-               concat_ws(E'\n', string_agg(e.ev ->> 'correlation_id', E'\n'), string_agg(e.ev ->> 'causation_id', E'\n'))
-          INTO v_count, v_valid, v_types, v_ids, v_refs
+               string_agg(e.ev ->> 'correlation_id', E'\n'),
+               string_agg(e.ev ->> 'causation_id', E'\n')
+          INTO v_count, v_valid, v_types, v_ids, v_corr, v_caus
           FROM jsonb_array_elements(p_events) AS e(ev);
         v_valid := v_count > 0 AND v_valid AND v_types ~ c_types
-                   AND (v_ids IS NULL OR v_ids ~ c_uuids) AND (v_refs = '' OR v_refs ~ c_uuids);
+                   AND (v_ids IS NULL OR v_ids ~ c_uuids) AND (v_corr IS NULL OR v_corr ~ c_uuids)
+                   AND (v_caus IS NULL OR v_caus ~ c_uuids);
     END IF;
     IF v_valid IS NOT TRUE THEN
         v_count := pyes.validate_events(p_events, p_stream_id);  -- raises
