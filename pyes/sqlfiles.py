@@ -42,3 +42,14 @@ def install_sql() -> str:
     """The whole schema as one script (without psql's BEGIN/COMMIT: the caller owns the
     transaction)."""
     return "\n".join(path.read_text() for path in install_files())
+
+
+def functions_sql() -> str:
+    """Every function, trigger and view file, in install order. They are all CREATE OR
+    REPLACE, so each migration re-applies them after its own table changes."""
+    return "\n".join(path.read_text() for path in install_files() if path.parent.name == "functions")
+
+
+def schema_sql(*names: str) -> str:
+    """Table files by name (such as "002_streams.sql"): each runs once, in its migration."""
+    return "\n".join((sql_dir() / "schema" / name).read_text() for name in names)

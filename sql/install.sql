@@ -9,6 +9,7 @@ BEGIN;
 \ir schema/001_schema.sql
 \ir schema/002_streams.sql
 \ir schema/003_events.sql
+\ir schema/005_snapshots.sql
 \ir functions/010_settings.sql
 \ir functions/011_checkpoint.sql
 \ir functions/012_recorded_events.sql
@@ -20,4 +21,7 @@ BEGIN;
 \ir functions/051_read_all.sql
 \ir functions/052_read_category.sql
 \ir functions/053_read_correlation.sql
+\ir functions/060_snapshots.sql
+\ir functions/070_time_travel.sql
+\ir functions/080_rewind.sql
 COMMIT;

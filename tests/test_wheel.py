@@ -197,12 +197,14 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path: Path, empty_ds
         import psycopg
         from pyes import EventStore, NewEvent
 
+        import pyes.migrate
         with psycopg.connect(sys.argv[1]) as conn:
-            print(sorted(r[0] for r in conn.execute("SELECT version_num FROM alembic_version")))
+            heads = sorted(r[0] for r in conn.execute("SELECT version_num FROM alembic_version"))
+            print(heads == sorted(["app_0001", pyes.migrate.head()]))
             print(conn.execute("SELECT to_regclass('app_orders') IS NOT NULL").fetchone()[0])
         with EventStore(sys.argv[1], max_size=1) as store:
             print(store.append("order-1", [NewEvent("Placed")]).stream_version)
         """
     )
     ran = _run([str(python), "-c", script, empty_dsn], cwd=outside).stdout.splitlines()
-    assert ran == ["['app_0001', 'pyes_0001']", "True", "1"], ran
+    assert ran == ["True", "True", "1"], ran

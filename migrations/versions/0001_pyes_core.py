@@ -4,13 +4,14 @@ Revision ID: pyes_0001
 Revises:
 Create Date: 2026-11-26
 
-Runs the same files as ``psql -f sql/install.sql``, in the same order, so that both ways of
-installing give the same schema (tests/test_migrations.py compares the catalogs).
+Creates the tables of this revision, then applies every function file. Function files are
+CREATE OR REPLACE and every revision re-applies them, so after the last revision the schema
+is the one ``psql -f sql/install.sql`` gives (tests/test_migrations.py compares catalogs).
 """
 
 from alembic import op
 
-from pyes.sqlfiles import install_sql
+from pyes.sqlfiles import functions_sql, schema_sql
 
 revision = "pyes_0001"
 down_revision = None
@@ -30,7 +31,7 @@ def _run(sql: str) -> None:
 
 
 def upgrade() -> None:
-    _run(install_sql())
+    _run(schema_sql("001_schema.sql", "002_streams.sql", "003_events.sql") + "\n" + functions_sql())
 
 
 def downgrade() -> None:
