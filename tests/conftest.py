@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -22,6 +24,9 @@ from pyes.embedded import throwaway_server
 from pyes.migrate import upgrade
 
 _counter = itertools.count()
+
+# The demo's bank domain (examples/bank.py) is used by the domain tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
 
 class Server:

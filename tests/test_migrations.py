@@ -425,7 +425,7 @@ def test_each_revision_steps_down_and_up(dsn: str) -> None:
     head = catalog_dump(dsn)
     revisions = [rev for rev, _down, _msg in pyes.migrate.history()]  # newest first
     assert len(revisions) >= 2
-    for newer, older in zip(revisions, revisions[1:]):
+    for newer, older in itertools.pairwise(revisions):
         pyes.migrate.downgrade(dsn, older)
         assert pyes.migrate.current(dsn) == [older]
         assert catalog_dump(dsn) != head

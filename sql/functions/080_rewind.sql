@@ -29,12 +29,14 @@ BEGIN
     IF p_expected_version IS NULL THEN
         PERFORM pyes.raise_invalid_expected_version(NULL);
     END IF;
+    -- The target is checked against the stream as it is now; pyes.append then checks the
+    -- expected version, so a stale decision fails with PE001 like any append.
     v_current := pyes.stream_version(p_stream_id);
-    IF p_to_version IS NULL OR p_to_version < 0 OR p_to_version >= least(v_current, p_expected_version) THEN
+    IF p_to_version IS NULL OR p_to_version < 0 OR p_to_version >= v_current THEN
         RAISE EXCEPTION 'invalid rewind target % for stream %', coalesce(p_to_version::text, 'NULL'), quote_literal(p_stream_id)
             USING ERRCODE = 'PE111',
                   DETAIL = format('Stream %L is at version %s; a rewind goes back to a version from 0 to %s.',
-                                  p_stream_id, v_current, greatest(least(v_current, p_expected_version) - 1, 0)),
+                                  p_stream_id, v_current, greatest(v_current - 1, 0)),
                   HINT = 'Rewind to the last version whose state was right.';
     END IF;
     SELECT a.stream_version, a.positions INTO stream_version, positions

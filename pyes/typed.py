@@ -1,0 +1,158 @@
+"""Typed events: dataclasses registered under an event type name and schema version.
+
+.. code-block:: python
+
+    from pyes.typed import event, registry
+
+    @event()                                  # type "Deposited", schema version 1
+    @dataclass(frozen=True)
+    class Deposited:
+        amount: Decimal
+
+    store.append("account-1", [registry.to_new_event(Deposited(Decimal("10.10")))])
+    [registry.decode(e) for e in store.read_stream("account-1")]   # [Deposited(amount=Decimal('10.10'))]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from .records import NewEvent, RecordedEvent
+from .serialization import decode, encode
+
+__all__ = ["EventRegistry", "GenericEvent", "UnknownEventClass", "event", "registry"]
+
+_C = TypeVar("_C", bound=type[Any])
+
+# What pyes.append accepts as an event type (sql/functions/030_validate.sql), and its largest
+# schema_version (nine digits).
+_TYPE_NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_.:/$-]*")
+_MAX_TYPE_LENGTH = 255
+_MAX_VERSION = 999_999_999
+
+
+class UnknownEventClass(LookupError):
+    """The class is not registered as an event."""
+
+
+@dataclass(frozen=True)
+class GenericEvent:
+    """An event whose (type, schema version) has no registered class: its data as stored."""
+
+    type: str
+    schema_version: int
+    data: dict[str, Any]
+
+
+class EventRegistry:
+    """Maps event classes (dataclasses) to (type name, schema version), and back."""
+
+    def __init__(self) -> None:
+        self._classes: dict[tuple[str, int], type[Any]] = {}
+        self._keys: dict[type[Any], tuple[str, int]] = {}
+        self._lock = threading.Lock()
+
+    def register(self, cls: _C, *, name: str | None = None, version: int = 1) -> _C:
+        """Register the dataclass ``cls`` as event type ``name`` (default: the class's name) at
+        schema ``version``. Registering the same class the same way again does nothing."""
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            raise TypeError(f"{cls!r} is not a dataclass; put @event above @dataclass")
+        name = cls.__name__ if name is None else name
+        if not (isinstance(name, str) and len(name) <= _MAX_TYPE_LENGTH and _TYPE_NAME.fullmatch(name)):
+            raise ValueError(
+                f"invalid event type name {name!r}: 1 to 255 characters, a letter, _ or $, "
+                "then letters, digits or _ . : / $ -"
+            )
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= _MAX_VERSION:
+            raise ValueError(f"invalid schema version {version!r}: a whole number from 1 to {_MAX_VERSION}")
+        key = (name, version)
+        with self._lock:
+            bound = self._classes.get(key)
+            if bound is not None and bound is not cls:
+                raise ValueError(f"event type {name!r} version {version} is already bound to {bound.__qualname__}")
+            known = self._keys.get(cls)
+            if known is not None and known != key:
+                raise ValueError(f"{cls.__qualname__} is already registered as {known[0]!r} version {known[1]}")
+            self._classes[key] = cls
+            self._keys[cls] = key
+        return cls
+
+    @overload
+    def event(self, name: _C, /) -> _C: ...
+
+    @overload
+    def event(self, name: str | None = None, *, version: int = 1) -> Callable[[_C], _C]: ...
+
+    def event(self, name: str | type[Any] | None = None, *, version: int = 1) -> Any:
+        """Class decorator that registers the dataclass below it: ``@registry.event()``,
+        ``@registry.event("Deposited", version=2)``, or bare ``@registry.event``."""
+        if isinstance(name, type):
+            return self.register(name)
+
+        def decorate(cls: _C) -> _C:
+            return self.register(cls, name=name, version=version)
+
+        return decorate
+
+    def type_of(self, cls_or_instance: Any) -> tuple[str, int]:
+        """(type name, schema version) of a registered class or of an instance of one."""
+        cls = cls_or_instance if isinstance(cls_or_instance, type) else type(cls_or_instance)
+        try:
+            return self._keys[cls]
+        except KeyError:
+            raise UnknownEventClass(f"{cls.__qualname__} is not a registered event class") from None
+
+    def to_new_event(
+        self,
+        instance: Any,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        id: uuid.UUID | None = None,
+        correlation_id: uuid.UUID | None = None,
+        causation_id: uuid.UUID | None = None,
+    ) -> NewEvent:
+        """The :class:`~pyes.records.NewEvent` to append for ``instance`` (an instance of a
+        registered class). Its data and metadata are :func:`~pyes.serialization.encode`-d."""
+        if isinstance(instance, type):
+            raise TypeError(f"to_new_event takes an instance, not the class {instance.__qualname__}")
+        name, version = self.type_of(instance)
+        return NewEvent(
+            type=name,
+            data=encode(instance, path="data"),
+            metadata=encode(dict(metadata), path="metadata") if metadata is not None else {},
+            id=uuid.uuid4() if id is None else id,
+            schema_version=version,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
+
+    def decode(self, recorded: RecordedEvent) -> Any:
+        """The registered class for the event's (type, schema version), built from its data; a
+        :class:`GenericEvent` when none is registered. Raises
+        :class:`~pyes.serialization.SerializationError` if the data does not fit the class."""
+        cls = self._classes.get((recorded.type, recorded.schema_version))
+        if cls is None:
+            return GenericEvent(recorded.type, recorded.schema_version, dict(recorded.data))
+        return decode(recorded.data, cls, path="data")
+
+    def classes(self) -> dict[tuple[str, int], type[Any]]:
+        """A copy of the registrations: (type name, schema version) -> class."""
+        with self._lock:
+            return dict(self._classes)
+
+    def __contains__(self, cls_or_instance: object) -> bool:
+        cls = cls_or_instance if isinstance(cls_or_instance, type) else type(cls_or_instance)
+        return cls in self._keys
+
+
+registry = EventRegistry()
+"""The default registry."""
+
+event = registry.event
+"""Register a dataclass in the default registry: ``@event()`` or ``@event("Name", version=2)``."""
