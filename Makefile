@@ -27,6 +27,7 @@ demo: $(STAMP)
 ## Benchmarks against plain SQL on the same server (results in bench/results/).
 bench: $(STAMP)
 	$(BIN)/python bench/append.py
+	$(BIN)/python bench/snapshots.py
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check pyes tests bench examples migrations

@@ -215,7 +215,11 @@ class Repository(Generic[A]):
 
     def _apply(self, aggregate: A, recorded: RecordedEvent, use_snapshots: bool, conn: psycopg.Connection[Any]) -> None:
         if recorded.type == REWIND_TYPE:
-            target = int(recorded.data["to_version"])
+            target = recorded.data.get("to_version")
+            # pyes.append refuses any other $rewind (PE111); this guards against data that
+            # was written around it, since a target at or after the event would never end.
+            if not isinstance(target, int) or not 0 <= target < recorded.version:
+                raise ValueError(f"{recorded.stream_id} v{recorded.version}: $rewind to {target!r} is not in its past")
             aggregate._copy_state_from(self._load(aggregate.id, target, use_snapshots, conn))
             aggregate.apply(Rewound(target, str(recorded.metadata.get("reason", "")),
                                     str(recorded.metadata.get("actor", ""))))

@@ -44,10 +44,14 @@ def install_sql() -> str:
     return "\n".join(path.read_text() for path in install_files())
 
 
-def functions_sql() -> str:
-    """Every function, trigger and view file, in install order. They are all CREATE OR
-    REPLACE, so each migration re-applies them after its own table changes."""
-    return "\n".join(path.read_text() for path in install_files() if path.parent.name == "functions")
+def functions_sql(*only: str) -> str:
+    """Function, trigger and view files in install order: all of them, or only those named.
+    They are all CREATE OR REPLACE: each migration re-applies those that exist at its
+    revision after its own table changes."""
+    return "\n".join(
+        path.read_text() for path in install_files()
+        if path.parent.name == "functions" and (not only or path.name in only)
+    )
 
 
 def schema_sql(*names: str) -> str:

@@ -264,3 +264,44 @@ def test_unknown_event_types_do_not_break_loading(handler: CommandHandler[BankAc
     account = accounts.load("1")
     assert (account.balance, account.version) == (Decimal("10.00"), 3)
     assert isinstance(AccountBalanceDeposited(Decimal(1)).amount, Decimal)
+
+
+@pytest.mark.parametrize("data", [{"to_version": 5}, {"to_version": 4}, {"to_version": -1}, {"to_version": "1"},
+                                  {"to_version": 1.5}, {}, {"to_version": 1, "extra": 2}])
+def test_a_hand_made_rewind_must_point_into_the_past(handler: CommandHandler[BankAccount], store: EventStore,
+                                                     data: dict[str, Any]) -> None:
+    from pyes import NewEvent
+
+    open_with(handler, "1", "1.00", "2.00")  # at version 3: a $rewind would be version 4
+    with pytest.raises(InvalidRewind):
+        store.append("account-1", [NewEvent("$rewind", data)])
+    store.append("account-1", [NewEvent("$rewind", {"to_version": 3})])  # the one allowed above
+    assert store.stream_version("account-1") == 4
+
+
+@pytest.mark.timeout(30)
+def test_recorded_at_never_goes_down_in_a_stream(handler: CommandHandler[BankAccount], store: EventStore,
+                                                 connect: Any) -> None:
+    """A writer that waited for the stream's row records its time after the one before it."""
+    import threading
+    import time
+
+    from test_concurrency import wait_until_blocked
+
+    from pyes import NewEvent
+
+    open_with(handler, "1")
+    holder = connect()
+    store.append("account-1", [NewEvent("First")], conn=holder)  # holds the stream's row
+    waiter = connect(autocommit=True)
+    thread = threading.Thread(target=lambda: store.append("account-1", [NewEvent("Waited")], conn=waiter))
+    thread.start()
+    wait_until_blocked(connect(autocommit=True), waiter.info.backend_pid)
+    time.sleep(0.01)  # let the clock move on, so that a time read before the wait would show
+    store.append("account-1", [NewEvent("Second")], conn=holder)  # later, in the same transaction
+    holder.commit()
+    thread.join(10)
+    events = store.read_stream("account-1")
+    assert [e.type for e in events] == ["AccountOpened", "First", "Second", "Waited"]
+    times = [e.recorded_at for e in events]
+    assert times == sorted(times)

@@ -434,3 +434,9 @@ def test_each_revision_steps_down_and_up(dsn: str) -> None:
     pyes.migrate.upgrade(dsn)
     assert pyes.migrate.current(dsn) == [pyes.migrate.head()]
     assert_same_catalog(catalog_dump(dsn), head)
+
+
+def test_a_revision_gives_the_same_schema_going_up_or_down(empty_dsn: str, dsn: str) -> None:
+    pyes.migrate.upgrade(empty_dsn, "pyes_0001")
+    pyes.migrate.downgrade(dsn, "pyes_0001")
+    assert_same_catalog(catalog_dump(empty_dsn), catalog_dump(dsn))

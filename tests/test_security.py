@@ -15,7 +15,7 @@ from pyes.errors import translate
 READ_ONLY = {
     "read_stream", "read_all", "read_category", "read_correlation", "get_event", "stream_version", "get_stream",
     "head_checkpoint", "max_event_bytes", "validate_events", "replayed_append",
-    "load_snapshot", "read_stream_between", "read_stream_until", "stream_version_at",
+    "load_snapshot", "check_rewinds", "read_stream_between", "read_stream_until", "stream_version_at",
 }
 IMMUTABLE = {"checkpoint_token", "parse_checkpoint", "validate_stream_id",
              "validate_max_count", "validate_types", "validate_snapshot_kind"}

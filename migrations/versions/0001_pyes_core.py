@@ -4,9 +4,10 @@ Revision ID: pyes_0001
 Revises:
 Create Date: 2026-11-26
 
-Creates the tables of this revision, then applies every function file. Function files are
-CREATE OR REPLACE and every revision re-applies them, so after the last revision the schema
-is the one ``psql -f sql/install.sql`` gives (tests/test_migrations.py compares catalogs).
+Creates the tables of this revision, then applies the function files it introduced.
+Function files are CREATE OR REPLACE and later revisions re-apply them all, so after the
+last revision the schema is the one ``psql -f sql/install.sql`` gives
+(tests/test_migrations.py compares catalogs).
 """
 
 from alembic import op
@@ -30,8 +31,16 @@ def _run(sql: str) -> None:
         op.get_bind().connection.driver_connection.execute(sql)  # type: ignore[union-attr]
 
 
+# The function files of this revision; later revisions add theirs and re-apply all.
+FUNCTION_FILES = (
+    "010_settings.sql", "011_checkpoint.sql", "012_recorded_events.sql", "020_immutability.sql",
+    "030_validate.sql", "040_append.sql", "041_stream_metadata.sql", "050_read_stream.sql",
+    "051_read_all.sql", "052_read_category.sql", "053_read_correlation.sql",
+)
+
+
 def upgrade() -> None:
-    _run(schema_sql("001_schema.sql", "002_streams.sql", "003_events.sql") + "\n" + functions_sql())
+    _run(schema_sql("001_schema.sql", "002_streams.sql", "003_events.sql") + "\n" + functions_sql(*FUNCTION_FILES))
 
 
 def downgrade() -> None:

@@ -14,10 +14,11 @@
 --   the caller retries the whole transaction, as it would under SERIALIZABLE.
 
 -- Diagnoses why the compare-and-set found no row, creates a new stream, or raises.
--- Returns the stream's new version. Called with the stream's row unlocked.
+-- Returns the stream's new version, and the time read once the stream's row is locked
+-- (recorded_at: so that within a stream it never goes down). Called with the row unlocked.
 CREATE OR REPLACE FUNCTION pyes.claim_stream(
-    p_stream_id text, p_mode text, p_expected bigint, p_count integer, p_xid xid8, p_now timestamptz)
-RETURNS bigint
+    p_stream_id text, p_mode text, p_expected bigint, p_count integer, p_xid xid8,
+    OUT version bigint, OUT recorded_at timestamptz)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -35,11 +36,13 @@ BEGIN
             IF p_mode = 'stream_exists' OR (p_mode = 'exact' AND p_expected <> 0) THEN
                 PERFORM pyes.raise_wrong_expected_version(p_stream_id, p_mode, p_expected, 0);
             END IF;
+            recorded_at := clock_timestamp();
             INSERT INTO pyes.streams AS s (stream_id, version, last_xid, created_at, updated_at)
-            VALUES (p_stream_id, p_count, p_xid, p_now, p_now)
+            VALUES (p_stream_id, p_count, p_xid, recorded_at, recorded_at)
             ON CONFLICT (stream_id) DO NOTHING;
             IF FOUND THEN
-                RETURN p_count;
+                version := p_count;
+                RETURN;
             END IF;
             CONTINUE;  -- created by a concurrent transaction that has committed since
         END IF;
@@ -57,15 +60,45 @@ BEGIN
                       HINT = 'Roll back and run the whole transaction again, as after any serialization failure (the Python layer''s pyes.retry_transaction does this).';
         END IF;
 
-        UPDATE pyes.streams s SET version = s.version + p_count, last_xid = p_xid, updated_at = p_now
+        recorded_at := clock_timestamp();
+        UPDATE pyes.streams s SET version = s.version + p_count, last_xid = p_xid, updated_at = recorded_at
         WHERE s.stream_id = p_stream_id;
-        RETURN v_version + p_count;
+        version := v_version + p_count;
+        RETURN;
     END LOOP;
 
     RAISE EXCEPTION 'stream % was created by a concurrent transaction; retry this transaction', quote_literal(p_stream_id)
         USING ERRCODE = '40001',
               DETAIL = 'The stream appeared after this transaction''s snapshot was taken (REPEATABLE READ or SERIALIZABLE).',
               HINT = 'Roll back and run the whole transaction again.';
+END;
+$$;
+
+-- Every "$rewind" event of the batch must say {"to_version": N} with N a whole number from 0
+-- to the version before its own; otherwise PE111. p_base is the version before the batch.
+CREATE OR REPLACE FUNCTION pyes.check_rewinds(p_stream_id text, p_events jsonb, p_base bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_bad record;
+BEGIN
+    SELECT e.ord, p_base + e.ord AS version, e.ev -> 'data' AS data INTO v_bad
+      FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(ev, ord)
+     WHERE e.ev ->> 'type' = '$rewind'
+       AND NOT coalesce((e.ev -> 'data') - 'to_version' = '{}'::jsonb
+                        AND jsonb_typeof(e.ev -> 'data' -> 'to_version') = 'number'
+                        AND e.ev -> 'data' ->> 'to_version' ~ '^[0-9]{1,18}$'
+                        AND (e.ev -> 'data' ->> 'to_version')::bigint < p_base + e.ord, false)
+     ORDER BY e.ord LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'invalid rewind in event % of the batch', v_bad.ord
+            USING ERRCODE = 'PE111',
+                  DETAIL = format('Event %s for stream %L would be version %s with data %s; a $rewind has data {"to_version": N}, N from 0 to %s.',
+                                  v_bad.ord, p_stream_id, v_bad.version, coalesce(v_bad.data::text, 'none'), v_bad.version - 1),
+                  HINT = 'Use pyes.rewind, which builds the event for you.';
+    END IF;
 END;
 $$;
 
@@ -251,19 +284,26 @@ BEGIN
     END IF;
 
     v_xid := pg_current_xact_id();
-    v_now := clock_timestamp();
 
     -- Hot path: the stream exists and the expectation holds. Checks and locks in one statement.
+    -- The time is read in the SET, once the row is locked: a writer that waited for the row
+    -- reads it after the one before it committed, so recorded_at never goes down in a stream
+    -- and "the stream as of a moment" is a prefix of it.
     IF v_mode <> 'no_stream' AND v_expected IS DISTINCT FROM 0 THEN
         UPDATE pyes.streams s
-           SET version = s.version + v_count, last_xid = v_xid, updated_at = v_now
+           SET version = s.version + v_count, last_xid = v_xid, updated_at = clock_timestamp()
          WHERE s.stream_id = p_stream_id
            AND s.last_xid <= v_xid
            AND (v_mode <> 'exact' OR s.version = v_expected)
-        RETURNING s.version INTO stream_version;
+        RETURNING s.version, s.updated_at INTO stream_version, v_now;
     END IF;
     IF stream_version IS NULL THEN
-        stream_version := pyes.claim_stream(p_stream_id, v_mode, v_expected, v_count, v_xid, v_now);
+        SELECT c.version, c.recorded_at INTO stream_version, v_now
+          FROM pyes.claim_stream(p_stream_id, v_mode, v_expected, v_count, v_xid) c;
+    END IF;
+    -- A "$rewind" must point back into the stream's past (see 080_rewind.sql).
+    IF strpos(v_types, '$rewind') > 0 THEN
+        PERFORM pyes.check_rewinds(p_stream_id, p_events, stream_version - v_count);
     END IF;
 
     WITH inserted AS (

@@ -35,8 +35,10 @@ BEGIN
     IF p_to_version IS NULL OR p_to_version < 0 OR p_to_version >= v_current THEN
         RAISE EXCEPTION 'invalid rewind target % for stream %', coalesce(p_to_version::text, 'NULL'), quote_literal(p_stream_id)
             USING ERRCODE = 'PE111',
-                  DETAIL = format('Stream %L is at version %s; a rewind goes back to a version from 0 to %s.',
-                                  p_stream_id, v_current, greatest(v_current - 1, 0)),
+                  DETAIL = CASE WHEN v_current = 0
+                      THEN format('Stream %L has no events, so there is nothing to rewind.', p_stream_id)
+                      ELSE format('Stream %L is at version %s; a rewind goes back to a version from 0 to %s.',
+                                  p_stream_id, v_current, v_current - 1) END,
                   HINT = 'Rewind to the last version whose state was right.';
     END IF;
     SELECT a.stream_version, a.positions INTO stream_version, positions
