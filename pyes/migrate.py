@@ -23,6 +23,20 @@ from .sqlfiles import migrations_dir
 VERSION_TABLE = "pyes_alembic_version"
 
 
+def run_script(sql: str) -> None:
+    """Run a multi-statement SQL script from inside a migration. Online it goes through the
+    raw psycopg connection, so that SQLAlchemy does not read ":name" in it as a bind
+    parameter; offline (--sql) it is written out as it is, since op.execute would escape
+    every '%'."""
+    from alembic import op
+
+    context = op.get_context()
+    if context.as_sql:
+        context.impl.static_output(sql)
+    else:
+        op.get_bind().connection.driver_connection.execute(sql)  # type: ignore[union-attr]
+
+
 def engine_for(dsn: str) -> sqlalchemy.Engine:
     """A SQLAlchemy engine over psycopg 3 for any libpq connection string or URI."""
     return sqlalchemy.create_engine(

@@ -10,25 +10,13 @@ last revision the schema is the one ``psql -f sql/install.sql`` gives
 (tests/test_migrations.py compares catalogs).
 """
 
-from alembic import op
-
+from pyes.migrate import run_script
 from pyes.sqlfiles import functions_sql, schema_sql
 
 revision = "pyes_0001"
 down_revision = None
 branch_labels = ("pyes",)
 depends_on = None
-
-
-def _run(sql: str) -> None:
-    context = op.get_context()
-    if context.as_sql:
-        # Offline (--sql): write the script as it is; op.execute would escape every '%'.
-        context.impl.static_output(sql)
-    else:
-        # The raw psycopg connection runs a multi-statement script as it is, without
-        # SQLAlchemy reading ":name" in the SQL as bind parameters.
-        op.get_bind().connection.driver_connection.execute(sql)  # type: ignore[union-attr]
 
 
 # The function files of this revision; later revisions add theirs and re-apply all.
@@ -40,8 +28,8 @@ FUNCTION_FILES = (
 
 
 def upgrade() -> None:
-    _run(schema_sql("001_schema.sql", "002_streams.sql", "003_events.sql") + "\n" + functions_sql(*FUNCTION_FILES))
+    run_script(schema_sql("001_schema.sql", "002_streams.sql", "003_events.sql") + "\n" + functions_sql(*FUNCTION_FILES))
 
 
 def downgrade() -> None:
-    _run("DROP SCHEMA pyes CASCADE;")
+    run_script("DROP SCHEMA pyes CASCADE;")

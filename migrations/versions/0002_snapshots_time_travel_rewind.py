@@ -5,8 +5,7 @@ Revises: pyes_0001
 Create Date: 2026-11-26
 """
 
-from alembic import op
-
+from pyes.migrate import run_script
 from pyes.sqlfiles import functions_sql, schema_sql
 
 revision = "pyes_0002"
@@ -15,20 +14,12 @@ branch_labels = None
 depends_on = None
 
 
-def _run(sql: str) -> None:
-    context = op.get_context()
-    if context.as_sql:
-        context.impl.static_output(sql)
-    else:
-        op.get_bind().connection.driver_connection.execute(sql)  # type: ignore[union-attr]
-
-
 def upgrade() -> None:
-    _run(schema_sql("005_snapshots.sql") + "\n" + functions_sql())
+    run_script(schema_sql("005_snapshots.sql") + "\n" + functions_sql())
 
 
 def downgrade() -> None:
-    _run(
+    run_script(
         """
         DROP FUNCTION pyes.rewind(text, bigint, bigint, text, text);
         DROP FUNCTION pyes.stream_version_at(text, timestamptz);
