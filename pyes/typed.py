@@ -136,10 +136,14 @@ class EventRegistry:
         """The registered class for the event's (type, schema version), built from its data; a
         :class:`GenericEvent` when none is registered. Raises
         :class:`~pyes.serialization.SerializationError` if the data does not fit the class."""
-        cls = self._classes.get((recorded.type, recorded.schema_version))
+        return self.decode_data(recorded.type, recorded.schema_version, recorded.data)
+
+    def decode_data(self, type: str, schema_version: int, data: Mapping[str, Any]) -> Any:
+        """:meth:`decode` from the three fields it needs (for readers that fetch no more)."""
+        cls = self._classes.get((type, schema_version))
         if cls is None:
-            return GenericEvent(recorded.type, recorded.schema_version, dict(recorded.data))
-        return decode(recorded.data, cls, path="data")
+            return GenericEvent(type, schema_version, dict(data))
+        return decode(data, cls, path="data")
 
     def classes(self) -> dict[tuple[str, int], type[Any]]:
         """A copy of the registrations: (type name, schema version) -> class."""
