@@ -58,6 +58,23 @@ class Server:
             return conn.info.server_version
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _embedded_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A CLI command run with no database configured starts the embedded database: keep it
+    in a folder of the test run (never the user's own) and stop it at the end."""
+    from pyes import embedded_db
+
+    folder = tmp_path_factory.mktemp("pyes-embedded")
+    previous = os.environ.get("PYES_EMBEDDED_DIR")
+    os.environ["PYES_EMBEDDED_DIR"] = str(folder)
+    yield folder
+    embedded_db.stop(folder)
+    if previous is None:
+        os.environ.pop("PYES_EMBEDDED_DIR", None)
+    else:
+        os.environ["PYES_EMBEDDED_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Server]:
     dsn = os.environ.get("PYES_TEST_DSN")

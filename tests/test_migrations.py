@@ -395,14 +395,7 @@ def test_cli_with_pg_variables(empty_dsn: str, monkeypatch: pytest.MonkeyPatch) 
     assert pyes.migrate.current(empty_dsn) == [pyes.migrate.head()]
 
 
-@pytest.mark.parametrize("command", [["db", "upgrade"], ["db", "current"], ["db", "downgrade", "base"]])
-def test_cli_without_configuration_is_a_usage_error(command: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    _clear_configuration(monkeypatch)
-    result = CliRunner().invoke(main, command)
-    assert result.exit_code == 2, (result.output, result.exception)
-    assert "no database configured" in result.output
-    assert "--dsn" in result.output and "PYES_DATABASE_URL" in result.output
-    assert "Traceback" not in result.output
+# Without any configuration the commands use the embedded database: tests/test_cli_embedded.py.
 
 
 def test_psql_install_then_stamp_lets_alembic_take_over(empty_dsn: str) -> None:

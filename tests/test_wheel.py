@@ -208,3 +208,24 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path: Path, empty_ds
     )
     ran = _run([str(python), "-c", script, empty_dsn], cwd=outside).stdout.splitlines()
     assert ran == ["True", "True", "1"], ran
+
+    # The README's demo, run by the fresh environment's Python from outside the checkout, on
+    # a database of its own.
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(empty_dsn)
+    demo_db = f"{params['dbname']}_demo"
+    with psycopg.connect(empty_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{demo_db}"')
+    try:
+        demo = subprocess.run(
+            [str(python), str(REPO / "examples" / "demo.py")],
+            check=False, cwd=outside, capture_output=True, text=True, timeout=300,
+            env={**_clean_environment(), "PYES_DATABASE_URL": make_conninfo(empty_dsn, dbname=demo_db)},
+        )
+    finally:
+        with psycopg.connect(empty_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{demo_db}" WITH (FORCE)')
+    assert demo.returncode == 0, demo.stderr
+    assert "Done." in demo.stdout and "$rewind" in demo.stdout

@@ -1,35 +1,16 @@
-"""The ``pyes`` command."""
+"""``pyes db``: create, upgrade and inspect the pyes schema (alembic)."""
 
 from __future__ import annotations
 
-import sys
+import io
 
 import click
 
-from . import migrate
-from .dsn import NoDatabaseConfigured, resolve_dsn
-
-dsn_option = click.option(
-    "--dsn",
-    envvar=None,
-    help="Connection string or URI. Default: PYES_DATABASE_URL, then the PG* variables.",
-)
-
-
-def _dsn(dsn: str | None) -> str:
-    try:
-        return resolve_dsn(dsn)
-    except NoDatabaseConfigured as error:
-        raise click.UsageError(str(error)) from error
+from .. import migrate
+from .common import dsn_option, resolve
 
 
 @click.group()
-@click.version_option(package_name="pyes-eventstore")
-def main() -> None:
-    """pyes: event sourcing inside PostgreSQL."""
-
-
-@main.group()
 def db() -> None:
     """Create and upgrade the pyes schema (alembic)."""
 
@@ -39,7 +20,7 @@ def db() -> None:
 @click.argument("revision", default="heads")
 def upgrade(dsn: str | None, revision: str) -> None:
     """Upgrade the schema to REVISION (default: the newest)."""
-    target = _dsn(dsn)
+    target = resolve(dsn)
     migrate.upgrade(target, revision)
     click.echo(f"pyes schema at {', '.join(migrate.current(target)) or 'base'}")
 
@@ -49,7 +30,7 @@ def upgrade(dsn: str | None, revision: str) -> None:
 @click.argument("revision")
 def downgrade(dsn: str | None, revision: str) -> None:
     """Downgrade the schema to REVISION ('base' removes the pyes schema and its events)."""
-    target = _dsn(dsn)
+    target = resolve(dsn)
     migrate.downgrade(target, revision)
     click.echo(f"pyes schema at {', '.join(migrate.current(target)) or 'base'}")
 
@@ -59,7 +40,7 @@ def downgrade(dsn: str | None, revision: str) -> None:
 @click.argument("revision", default="heads")
 def stamp(dsn: str | None, revision: str) -> None:
     """Mark a schema installed with psql (sql/install.sql) as being at REVISION."""
-    target = _dsn(dsn)
+    target = resolve(dsn)
     migrate.stamp(target, revision)
     click.echo(f"pyes schema marked as {', '.join(migrate.current(target))}")
 
@@ -68,7 +49,7 @@ def stamp(dsn: str | None, revision: str) -> None:
 @dsn_option
 def current(dsn: str | None) -> None:
     """Print the revision the database is at."""
-    heads = migrate.current(_dsn(dsn))
+    heads = migrate.current(resolve(dsn))
     click.echo(", ".join(heads) if heads else "base (pyes is not installed)")
 
 
@@ -79,5 +60,16 @@ def history() -> None:
         click.echo(f"{down or 'base'} -> {revision}  {message.splitlines()[0] if message else ''}")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+@db.command("sql")
+@click.argument("revision", default="heads")
+@click.option("--from", "start", default=None, help="Start revision (default: base).")
+def sql(revision: str, start: str | None) -> None:
+    """Print the SQL that upgrading to REVISION runs, for a DBA to review (offline: no
+    database is contacted)."""
+    from alembic import command
+
+    buffer = io.StringIO()
+    config = migrate.alembic_config(stdout=buffer)
+    config.output_buffer = buffer
+    command.upgrade(config, f"{start}:{revision}" if start else revision, sql=True)
+    click.echo(buffer.getvalue(), nl=False)
