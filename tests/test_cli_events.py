@@ -536,4 +536,4 @@ def test_event_data_is_printed_as_is_never_as_markup(store: EventStore, dsn: str
     store.append("note-1", [NewEvent("Noted", {"s": "[/bold] [red]x"})])
     result = CliRunner().invoke(main, ["read", "stream", "note-1", "--dsn", dsn])
     assert result.exit_code == 0, result.output
-    assert "[/bold] [red]x" in result.stdout
+    assert "[/bold]" in result.stdout and "[red]x" in result.stdout  # the cell may fold at the space
