@@ -34,11 +34,11 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from . import db, embedded, events
+    from . import db, domain, embedded, events
 
     main.add_command(db.db)
     main.add_command(embedded.embedded)
-    for command in events.COMMANDS:
+    for command in events.COMMANDS + domain.COMMANDS:
         main.add_command(command)
 
 
