@@ -28,6 +28,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/append.py
 	$(BIN)/python bench/snapshots.py
+	$(BIN)/python bench/reads.py
+	$(BIN)/python bench/concurrency.py
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check pyes tests bench examples migrations
