@@ -63,9 +63,6 @@ from pyes import EventStore, NewEvent
 from pyes.migrate import upgrade
 
 N_STREAMS = 100
-CATEGORIES = ("account", "order", "cart", "invoice")
-TYPES = ("Deposited", "Withdrawn", "FeeCharged", "InterestAccrued", "LimitChanged")
-NOTES = ("monthly fee", "salary", "refund", "card payment", "transfer to savings", "")
 
 # The columns pyes.append fills from the event (recorded_at and transaction_id it sets to
 # clock_timestamp() and pg_current_xact_id(); the reference leaves them to their defaults,
@@ -91,22 +88,11 @@ Op = tuple[int, list[Event]]
 
 
 def make_streams(rng: random.Random) -> list[str]:
-    return [
-        f"{CATEGORIES[i % len(CATEGORIES)]}-{uuid.UUID(int=rng.getrandbits(128), version=4)}" for i in range(N_STREAMS)
-    ]
+    return C.stream_ids(rng, N_STREAMS)
 
 
 def make_event(rng: random.Random) -> Event:
-    data = {
-        "amount": rng.randrange(100, 1_000_000),
-        "currency": rng.choice(("EUR", "USD", "GBP")),
-        "reference": f"INV-2025-{rng.randrange(10**6):06d}",
-        "channel": rng.choice(("card", "sepa", "wire")),
-        "booked_on": f"2025-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}",
-        "note": rng.choice(NOTES),
-    }
-    metadata = {"user_id": f"u-{rng.randrange(10**5)}", "source": "api", "request_id": f"{rng.getrandbits(64):016x}"}
-    return rng.choice(TYPES), data, metadata
+    return C.payload(rng)
 
 
 @dataclass

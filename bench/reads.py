@@ -61,9 +61,6 @@ APPENDS_PER_TX = 10  # the build commits 10 appends (1,000 events) at a time
 LONG_STREAM_EVENTS = 1000
 PAGE = 1000
 TARGET_ALL = 0.7
-CATEGORIES = ("account", "order", "cart", "invoice")
-TYPES = ("Deposited", "Withdrawn", "FeeCharged", "InterestAccrued", "LimitChanged")
-NOTES = ("monthly fee", "salary", "refund", "card payment", "transfer to savings", "")
 
 # The columns pyes returns (RECORDED_COLUMNS) minus the computed checkpoint.
 PLAIN_COLUMNS = (
@@ -87,16 +84,8 @@ COUNT_PLAIN_PAGE = f"SELECT count(*) FROM ({PLAIN_PAGE}) x"
 
 
 def make_event(rng: random.Random) -> NewEvent:
-    data = {
-        "amount": rng.randrange(100, 1_000_000),
-        "currency": rng.choice(("EUR", "USD", "GBP")),
-        "reference": f"INV-2025-{rng.randrange(10**6):06d}",
-        "channel": rng.choice(("card", "sepa", "wire")),
-        "booked_on": f"2025-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}",
-        "note": rng.choice(NOTES),
-    }
-    metadata = {"user_id": f"u-{rng.randrange(10**5)}", "source": "api", "request_id": f"{rng.getrandbits(64):016x}"}
-    return NewEvent(rng.choice(TYPES), data, metadata, id=uuid.UUID(int=rng.getrandbits(128), version=4))
+    kind, data, metadata = C.payload(rng)
+    return NewEvent(kind, data, metadata, id=uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
 @dataclass
@@ -147,9 +136,7 @@ def wire_rows(conn: psycopg.Connection[Any], query: bytes, params: list[bytes | 
 def build(store: EventStore, rng: random.Random) -> tuple[str, int]:
     """Append EVENTS_PER_STREAM events to each of N_STREAMS streams in batches of BATCH,
     round-robin (so the global order interleaves the streams), then the long stream."""
-    streams = [
-        f"{CATEGORIES[i % len(CATEGORIES)]}-{uuid.UUID(int=rng.getrandbits(128), version=4)}" for i in range(N_STREAMS)
-    ]
+    streams = C.stream_ids(rng, N_STREAMS)
     total = 0
     for _ in range(EVENTS_PER_STREAM // BATCH):
         for first in range(0, N_STREAMS, APPENDS_PER_TX):
