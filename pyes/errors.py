@@ -141,8 +141,100 @@ class StreamDeleteForbidden(PyesError):
     sqlstate = "PE202"
 
 
+class SubscriptionNotFound(PyesError):
+    """PE401: no subscription has this name."""
+
+    sqlstate = "PE401"
+
+
+class SubscriptionConflict(PyesError):
+    """PE402: the subscription exists with another definition (categories, types, partitions)."""
+
+    sqlstate = "PE402"
+
+
+class InvalidSubscriptionArgument(InvalidInput):
+    """PE403: a subscription name, member id, filter, partition count, lease or start that is
+    out of range."""
+
+    sqlstate = "PE403"
+
+
+class LeaseLost(ConcurrencyError):
+    """PE404: the member no longer holds the partition whose checkpoint it tried to save."""
+
+    sqlstate = "PE404"
+
+
+class ParkedEventNotFound(PyesError):
+    """PE405: no such parked event in the subscription (or no such event to park)."""
+
+    sqlstate = "PE405"
+
+
+class InvalidReplayWindow(InvalidInput):
+    """PE406: a replay window whose start is after its end."""
+
+    sqlstate = "PE406"
+
+
 class TransactionConflict(ConcurrencyError):
     """40001 or 40P01: run the whole transaction again (see :func:`pyes.retry_transaction`)."""
+
+
+# -- projections (PE3xx) ---------------------------------------------------------------------
+
+
+class InlineProjectionFailed(PyesError):
+    """PE301: an inline projection's handler failed, so the append was not made."""
+
+    sqlstate = "PE301"
+
+
+class ProjectionNotFound(PyesError):
+    """PE302: no projection with that name (and version) is registered."""
+
+    sqlstate = "PE302"
+
+
+class ProjectionExists(PyesError):
+    """PE303: that projection version is registered already."""
+
+    sqlstate = "PE303"
+
+
+class InvalidProjection(InvalidInput):
+    """PE304: a projection definition that cannot work (mode, handler, tables...)."""
+
+    sqlstate = "PE304"
+
+
+class ProjectionBusy(PyesError):
+    """PE305: another session is processing the projection, or appends could not pause."""
+
+    sqlstate = "PE305"
+
+
+class ProjectionNotCaughtUp(PyesError):
+    """PE306: a version cannot become current before it has caught up."""
+
+    sqlstate = "PE306"
+
+
+class ProjectionIsCurrent(PyesError):
+    """PE307: the current version cannot be dropped while other versions exist."""
+
+    sqlstate = "PE307"
+
+
+class TemporalProjectionError(PyesError):
+    """PE308: a projection cannot be built as of that time into that schema."""
+
+    sqlstate = "PE308"
+
+
+class ProjectionFailed(PyesError):
+    """A projection's handler failed: it stopped at that event (state failed)."""
 
 
 _BY_SQLSTATE: dict[str, type[PyesError]] = {
@@ -152,6 +244,10 @@ _BY_SQLSTATE: dict[str, type[PyesError]] = {
         InvalidEvent, EventTooLarge, InvalidExpectedVersion, InvalidEventId, InvalidBatch,
         InvalidCheckpoint, InvalidArgument, InvalidSnapshotVersion, InvalidRewind, ImmutableEvent,
         StreamDeleteForbidden,
+        SubscriptionNotFound, SubscriptionConflict, InvalidSubscriptionArgument, LeaseLost,
+        ParkedEventNotFound, InvalidReplayWindow,
+        InlineProjectionFailed, ProjectionNotFound, ProjectionExists, InvalidProjection, ProjectionBusy,
+        ProjectionNotCaughtUp, ProjectionIsCurrent, TemporalProjectionError,
     )
     if cls.sqlstate
 }

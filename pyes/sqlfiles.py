@@ -27,15 +27,25 @@ def migrations_dir() -> Path:
     return _find("_migrations", "migrations")
 
 
-def install_files() -> list[Path]:
-    """The SQL files that install the schema, in the order sql/install.sql includes them."""
+def _manifest() -> list[tuple[str, Path]]:
+    """(revision, file) for each file sql/install.sql includes, in its order: a
+    "-- revision: X" line names the alembic revision that introduces the files below it."""
     root = sql_dir()
+    revision = ""
     files = []
     for line in (root / "install.sql").read_text().splitlines():
+        marker = re.fullmatch(r"--\s*revision:\s*(\S+)", line.strip())
+        if marker:
+            revision = marker.group(1)
         match = re.fullmatch(r"\\ir\s+(\S+)", line.strip())
         if match:
-            files.append(root / match.group(1))
+            files.append((revision, root / match.group(1)))
     return files
+
+
+def install_files() -> list[Path]:
+    """The SQL files that install the schema, in the order sql/install.sql includes them."""
+    return [path for _revision, path in _manifest()]
 
 
 def install_sql() -> str:
@@ -44,16 +54,14 @@ def install_sql() -> str:
     return "\n".join(path.read_text() for path in install_files())
 
 
-def functions_sql(*only: str) -> str:
-    """Function, trigger and view files in install order: all of them, or only those named.
-    They are all CREATE OR REPLACE: each migration re-applies those that exist at its
-    revision after its own table changes."""
-    return "\n".join(
-        path.read_text() for path in install_files()
-        if path.parent.name == "functions" and (not only or path.name in only)
-    )
-
-
-def schema_sql(*names: str) -> str:
-    """Table files by name (such as "002_streams.sql"): each runs once, in its migration."""
-    return "\n".join((sql_dir() / "schema" / name).read_text() for name in names)
+def revision_sql(revision: str) -> str:
+    """What alembic revision REVISION runs: its own table files (once), then every function
+    file introduced up to and including it, in install order. Function files are all CREATE
+    OR REPLACE, so re-applying those of earlier revisions brings them up to date."""
+    manifest = _manifest()
+    known = [rev for rev, _path in manifest]
+    if revision not in known:
+        raise ValueError(f"sql/install.sql has no '-- revision: {revision}' section")
+    tables = [p for rev, p in manifest if rev == revision and p.parent.name == "schema"]
+    functions = [p for rev, p in manifest if rev <= revision and p.parent.name == "functions"]
+    return "\n".join(path.read_text() for path in tables + functions)

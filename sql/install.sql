@@ -3,13 +3,15 @@
 --     psql -v ON_ERROR_STOP=1 -f sql/install.sql "$DATABASE_URL"
 --
 -- The alembic migrations run exactly these files, in this order (pyes/sqlfiles.py reads
--- the \ir lines below), so both paths give the same schema. Table files run once;
--- function files are CREATE OR REPLACE and can be re-applied by later migrations.
+-- the \ir lines below), so both paths give the same schema. A "-- revision:" line says
+-- which alembic revision introduces the files below it: that revision runs its table files
+-- once, then re-applies every function file introduced up to it (they are all CREATE OR
+-- REPLACE).
 BEGIN;
+-- revision: pyes_0001
 \ir schema/001_schema.sql
 \ir schema/002_streams.sql
 \ir schema/003_events.sql
-\ir schema/005_snapshots.sql
 \ir functions/010_settings.sql
 \ir functions/011_checkpoint.sql
 \ir functions/012_recorded_events.sql
@@ -21,7 +23,36 @@ BEGIN;
 \ir functions/051_read_all.sql
 \ir functions/052_read_category.sql
 \ir functions/053_read_correlation.sql
+-- revision: pyes_0002
+\ir schema/005_snapshots.sql
 \ir functions/060_snapshots.sql
 \ir functions/070_time_travel.sql
 \ir functions/080_rewind.sql
+-- revision: pyes_0003
+\ir schema/006_projections.sql
+\ir functions/045_notify.sql
+\ir functions/090_projection_registry.sql
+\ir functions/091_projection_apply.sql
+\ir functions/092_projection_inline.sql
+\ir functions/093_projection_async.sql
+\ir functions/094_projection_status.sql
+\ir functions/095_projection_versions.sql
+\ir functions/096_projection_temporal.sql
+-- revision: pyes_0004
+\ir schema/007_subscriptions.sql
+\ir functions/100_subscriptions.sql
+\ir functions/101_subscription_read.sql
+\ir functions/102_subscription_leases.sql
+\ir functions/103_subscription_checkpoints.sql
+\ir functions/104_parked_events.sql
+\ir functions/105_processed_events.sql
+\ir functions/106_replay.sql
+-- revision: pyes_0005
+\ir schema/008_capture.sql
+\ir functions/110_capture.sql
+\ir functions/111_capture_trigger.sql
+\ir functions/112_capture_admin.sql
+\ir functions/113_capture_backfill.sql
+\ir functions/114_capture_time_travel.sql
+\ir functions/115_capture_restore.sql
 COMMIT;

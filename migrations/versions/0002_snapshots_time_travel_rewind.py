@@ -6,7 +6,7 @@ Create Date: 2026-11-26
 """
 
 from pyes.migrate import run_script
-from pyes.sqlfiles import functions_sql, schema_sql
+from pyes.sqlfiles import revision_sql
 
 revision = "pyes_0002"
 down_revision = "pyes_0001"
@@ -15,7 +15,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    run_script(schema_sql("005_snapshots.sql") + "\n" + functions_sql())
+    run_script(revision_sql(revision))
 
 
 def downgrade() -> None:

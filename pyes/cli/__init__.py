@@ -34,10 +34,12 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from . import db, domain, embedded, events
+    from . import capture, db, domain, embedded, events, projections, subscriptions
 
     main.add_command(db.db)
     main.add_command(embedded.embedded)
+    for group in (projections.COMMANDS + subscriptions.COMMANDS + capture.COMMANDS):
+        main.add_command(group)
     for command in events.COMMANDS + domain.COMMANDS:
         main.add_command(command)
 
