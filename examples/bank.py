@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
-from pyes import Aggregate, Command, InvalidCommand, handles
+from pyes import Aggregate, Command, InvalidCommand, Projections, handles
 from pyes.typed import event
 
 CENT = Decimal("0.01")
@@ -127,3 +128,27 @@ class WithdrawMoney(Command):
 
     def validate(self) -> None:
         _money(self.amount, "amount")
+
+
+# -- read models (examples/bank_projections.sql, docs/projections.md) ------------------------
+
+PROJECTIONS_SQL = Path(__file__).resolve().with_name("bank_projections.sql")
+MONEY_TYPES = ["AccountBalanceDeposited", "AccountBalanceWithdrawn"]
+
+
+def register_projections(projections: Projections) -> None:
+    """The inline ``balances`` and the asynchronous ``daily_activity`` projections, registered
+    once (a second call finds them) and caught up."""
+    known = {status.name for status in projections.status()}
+    if "balances" not in known:
+        projections.register_file(
+            PROJECTIONS_SQL, "balances", "bank.apply_balance(pyes.events)", mode="inline", schema="bank",
+            tables=["balances"], stream_column="stream_id",
+            event_types=["AccountOpened", *MONEY_TYPES, "AccountClosed"],
+        )
+    if "daily_activity" not in known:
+        projections.register_file(
+            PROJECTIONS_SQL, "daily_activity", "bank.apply_daily_activity(pyes.events)", mode="async",
+            schema="bank", tables=["daily_activity"], stream_column="stream_id", event_types=MONEY_TYPES,
+        )
+    projections.catch_up("balances")  # builds it from history, then it runs inline

