@@ -178,6 +178,64 @@ class InvalidReplayWindow(InvalidInput):
     sqlstate = "PE406"
 
 
+class CaptureError(PyesError):
+    """Base class of the errors of capture (PE5xx): history of existing tables."""
+
+
+class NoPrimaryKey(CaptureError, InvalidInput):
+    """PE501: a table without a primary key cannot be captured."""
+
+    sqlstate = "PE501"
+
+
+class TableNotCapturable(CaptureError, InvalidInput):
+    """PE502: a view, a temporary table, a partition, or a table of pyes or the catalogs."""
+
+    sqlstate = "PE502"
+
+
+class InvalidCaptureOption(CaptureError, InvalidInput):
+    """PE503: an excluded column, a stream prefix, a batch size or a moment is wrong."""
+
+    sqlstate = "PE503"
+
+
+class TableNotCaptured(CaptureError):
+    """PE504: the table is not captured (or never was)."""
+
+    sqlstate = "PE504"
+
+
+class InvalidCaptureSetting(CaptureError):
+    """PE505: the session setting pyes.correlation_id is not a uuid; the change is refused."""
+
+    sqlstate = "PE505"
+
+
+class InvalidRowKey(CaptureError, InvalidInput):
+    """PE506: a row key that does not match the table's primary key columns."""
+
+    sqlstate = "PE506"
+
+
+class NothingToRestore(CaptureError):
+    """PE507: the row had no state at the moment to restore (absent, deleted, not imported)."""
+
+    sqlstate = "PE507"
+
+
+class RestoreNeedsReason(CaptureError, InvalidInput):
+    """PE508: a restore without a reason or an actor."""
+
+    sqlstate = "PE508"
+
+
+class CapturedTruncate(CaptureError):
+    """PE509: TRUNCATE on a captured table."""
+
+    sqlstate = "PE509"
+
+
 class TransactionConflict(ConcurrencyError):
     """40001 or 40P01: run the whole transaction again (see :func:`pyes.retry_transaction`)."""
 
@@ -248,6 +306,8 @@ _BY_SQLSTATE: dict[str, type[PyesError]] = {
         ParkedEventNotFound, InvalidReplayWindow,
         InlineProjectionFailed, ProjectionNotFound, ProjectionExists, InvalidProjection, ProjectionBusy,
         ProjectionNotCaughtUp, ProjectionIsCurrent, TemporalProjectionError,
+        NoPrimaryKey, TableNotCapturable, InvalidCaptureOption, TableNotCaptured, InvalidCaptureSetting,
+        InvalidRowKey, NothingToRestore, RestoreNeedsReason, CapturedTruncate,
     )
     if cls.sqlstate
 }

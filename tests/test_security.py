@@ -23,10 +23,10 @@ IMMUTABLE = {"checkpoint_token", "parse_checkpoint", "validate_stream_id",
 READ_ONLY |= {"projection_status", "handler_name", "effective_versions", "stream_events_for", "check_projection_handler",
               "validate_projection", "projection_batch", "xmin_holder"}  # projections
 READ_ONLY |= {"get_subscription", "read_subscription", "check_parked_ids", "read_window", "window_bounds"}  # subscriptions
-READ_ONLY |= set()  # capture
+READ_ONLY |= {"capture_metadata", "capture_correlation_id", "capture_registered", "capture_row_stream", "capture_fold", "capture_row_at", "capture_rows_at", "capture_history", "capture_list"}  # capture
 IMMUTABLE |= {"invalid_projection"}  # projections
 IMMUTABLE |= {"validate_subscription_name", "validate_subscription_filters", "stream_partition", "validate_lease_seconds", "validate_window"}  # subscriptions
-IMMUTABLE |= set()  # capture
+IMMUTABLE |= {"capture_key_part", "capture_stream_id", "capture_key", "capture_check_moment"}  # capture
 
 
 def test_every_function_pins_its_search_path(connect: Any) -> None:
