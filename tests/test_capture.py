@@ -268,6 +268,6 @@ def assert_history_matches_table(conn: psycopg.Connection[Any], table: str, excl
     folded = sorted(json.dumps(r, sort_keys=True) for r in cap.rows_at(conn, table, _now(conn)))
     actual = sorted(
         json.dumps({k: v for k, v in row[0].items() if k not in excluded}, sort_keys=True)
-        for row in conn.execute(f"SELECT to_jsonb(t) FROM {table} t").fetchall()  # noqa: S608 - test table name
+        for row in conn.execute(f"SELECT to_jsonb(t) FROM {table} t").fetchall()
     )
     assert folded == actual
