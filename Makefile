@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/snapshots.py
 	$(BIN)/python bench/reads.py
 	$(BIN)/python bench/concurrency.py
+	$(BIN)/python bench/capture.py
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check pyes tests bench examples migrations

@@ -8,6 +8,7 @@ import random
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -216,7 +217,7 @@ def test_restore_is_an_audited_change(db: psycopg.Connection[Any]) -> None:
     assert restored[2] == "RowUpdated"
     assert restored[3]["changes"] == {"name": {"old": "WRONG", "new": "Ann"}, "active": {"old": False, "new": True}}
     assert restored[4]["actor"] == "support:lena" and restored[4]["reason"] == "undo bulk fix"
-    assert restored[4]["restored_to"] == good.isoformat()
+    assert datetime.fromisoformat(restored[4]["restored_to"]) == good
     reinserted = events(db, "users-2")[-1]
     assert (reinserted[2], reinserted[4]["reason"]) == ("RowCreated", "deleted by mistake")
     # The caller's own settings are left as they were.

@@ -48,6 +48,7 @@ def downgrade() -> None:
         DROP FUNCTION pyes.capture_add(regclass, text[], text);
         DROP FUNCTION pyes.capture_refuse_truncate();
         DROP FUNCTION pyes.capture_append(text, bigint, jsonb, jsonb, text, text, jsonb, uuid);
+        DROP FUNCTION pyes.capture_write(text, jsonb, bigint);
         DROP FUNCTION pyes.capture_row();
         DROP FUNCTION pyes.capture_row_stream(pyes.captured_tables, jsonb);
         DROP FUNCTION pyes.capture_registered(regclass, boolean);

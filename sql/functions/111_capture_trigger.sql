@@ -1,8 +1,8 @@
 -- Capture, part 2: the triggers that pyes.capture_add installs on a captured table.
 --
--- Every INSERT, UPDATE and DELETE appends, in the same transaction, through pyes.append (so
--- its checks, the stream lock and the gap-free global order hold), one event to the row's
--- stream:
+-- Every INSERT, UPDATE and DELETE appends, in the same transaction, one event to the row's
+-- stream, with the checks of pyes.append, its stream lock and its gap-free global order
+-- (pyes.capture_write below):
 --   RowCreated  {"key": {...}, "row": {...}}                       an INSERT
 --   RowUpdated  {"key": {...}, "changes": {"col": {"old": x, "new": y}, ...},
 --                "redacted": ["password"]}                         only the changed columns;
@@ -34,63 +34,174 @@ DECLARE
     v_excluded   text[] := TG_ARGV[2]::text[];
     v_epoch      bigint := TG_ARGV[3]::bigint;
     v_table      text   := format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME);
-    v_corr       uuid;
+    v_corr       text   := current_setting('pyes.correlation_id', true);
+    v_row        jsonb;
     v_new        jsonb;
     v_old        jsonb;
     v_stream     text;
-    v_old_stream text;
+    v_part       text;
     v_key        jsonb;
-    v_old_key    jsonb;
     v_changes    jsonb;
     v_redacted   text[];
     v_data       jsonb;
+    v_type       text;
+    v_meta       jsonb;
+    v_version    bigint;
+    v_last       bigint;
+    v_events     jsonb;
 BEGIN
-    v_corr := CASE WHEN coalesce(current_setting('pyes.correlation_id', true), '') = '' THEN NULL
-                   ELSE pyes.capture_correlation_id() END;
+    -- This is the hot path of every write to a captured table: everything is inline, since
+    -- a call to a function with a pinned search_path costs as much as several of these lines.
+    IF v_corr = '' THEN
+        v_corr := NULL;
+    ELSIF v_corr IS NOT NULL THEN
+        v_corr := pyes.capture_correlation_id()::text;  -- PE505 unless a uuid
+    END IF;
     IF TG_OP <> 'DELETE' THEN
         v_new := to_jsonb(NEW);
-        v_key := pyes.capture_key(v_keys, v_new);
-        v_stream := pyes.capture_stream_id(v_prefix, v_keys, v_new);
     END IF;
     IF TG_OP <> 'INSERT' THEN
         v_old := to_jsonb(OLD);
-        v_old_key := pyes.capture_key(v_keys, v_old);
-        v_old_stream := pyes.capture_stream_id(v_prefix, v_keys, v_old);
+    END IF;
+    v_row := coalesce(v_new, v_old);
+
+    IF TG_OP = 'UPDATE' AND EXISTS (SELECT 1 FROM unnest(v_keys) AS k(col) WHERE (v_new -> k.col) IS DISTINCT FROM (v_old -> k.col)) THEN
+        -- The primary key changed: the row leaves one stream and starts another.
+        PERFORM pyes.capture_append(pyes.capture_stream_id(v_prefix, v_keys, v_old), v_epoch,
+            pyes.capture_key(v_keys, v_old), v_old - v_excluded, v_table, 'update',
+            jsonb_build_object('type', 'RowDeleted', 'data', jsonb_build_object(
+                'key', pyes.capture_key(v_keys, v_old), 'row', v_old - v_excluded, 'moved_to', pyes.capture_key(v_keys, v_new))),
+            v_corr::uuid);
+        PERFORM pyes.capture_append(pyes.capture_stream_id(v_prefix, v_keys, v_new), v_epoch, NULL, NULL, v_table, 'update',
+            jsonb_build_object('type', 'RowCreated', 'data', jsonb_build_object(
+                'key', pyes.capture_key(v_keys, v_new), 'row', v_new - v_excluded, 'moved_from', pyes.capture_key(v_keys, v_old))),
+            v_corr::uuid);
+        RETURN NULL;
+    END IF;
+
+    -- The row's stream and key (the key is the same in OLD and NEW here).
+    IF cardinality(v_keys) = 1 THEN
+        v_part := v_row ->> v_keys[1];
+        IF v_part IS NULL OR v_part ~ '[%:[:cntrl:]]' THEN
+            v_stream := pyes.capture_stream_id(v_prefix, v_keys, v_row);  -- escapes, or raises PE506
+        ELSE
+            v_stream := v_prefix || '-' || v_part;
+        END IF;
+        v_key := jsonb_build_object(v_keys[1], v_row -> v_keys[1]);
+    ELSE
+        v_stream := pyes.capture_stream_id(v_prefix, v_keys, v_row);
+        v_key := pyes.capture_key(v_keys, v_row);
     END IF;
 
     IF TG_OP = 'INSERT' THEN
-        PERFORM pyes.capture_append(v_stream, v_epoch, NULL, NULL, v_table, 'insert',
-            jsonb_build_object('type', 'RowCreated', 'data', jsonb_build_object('key', v_key, 'row', v_new - v_excluded)), v_corr);
+        v_type := 'RowCreated';
+        v_data := jsonb_build_object('key', v_key, 'row', v_new - v_excluded);
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM pyes.capture_append(v_old_stream, v_epoch, v_old_key, v_old - v_excluded, v_table, lower(TG_OP),
-            jsonb_build_object('type', 'RowDeleted', 'data', jsonb_build_object('key', v_old_key, 'row', v_old - v_excluded)), v_corr);
-    ELSIF v_stream <> v_old_stream THEN
-        -- The primary key changed: the row leaves one stream and starts another.
-        PERFORM pyes.capture_append(v_old_stream, v_epoch, v_old_key, v_old - v_excluded, v_table, lower(TG_OP),
-            jsonb_build_object('type', 'RowDeleted', 'data',
-                jsonb_build_object('key', v_old_key, 'row', v_old - v_excluded, 'moved_to', v_key)), v_corr);
-        PERFORM pyes.capture_append(v_stream, v_epoch, NULL, NULL, v_table, 'update',
-            jsonb_build_object('type', 'RowCreated', 'data',
-                jsonb_build_object('key', v_key, 'row', v_new - v_excluded, 'moved_from', v_old_key)), v_corr);
+        v_type := 'RowDeleted';
+        v_data := jsonb_build_object('key', v_key, 'row', v_old - v_excluded);
     ELSE
-        SELECT jsonb_object_agg(n.key, jsonb_build_object('old', o.value, 'new', n.value))
+        SELECT jsonb_object_agg(n.key, jsonb_build_object('old', v_old -> n.key, 'new', n.value))
                    FILTER (WHERE n.key <> ALL (v_excluded)),
                array_agg(n.key ORDER BY n.key) FILTER (WHERE n.key = ANY (v_excluded))
           INTO v_changes, v_redacted
           FROM jsonb_each(v_new) AS n
-          JOIN jsonb_each(v_old) AS o ON o.key = n.key
-         WHERE n.value IS DISTINCT FROM o.value;
+         WHERE n.value IS DISTINCT FROM v_old -> n.key;
         IF v_changes IS NULL AND v_redacted IS NULL THEN
             RETURN NULL;  -- nothing changed
         END IF;
+        v_type := 'RowUpdated';
         v_data := jsonb_build_object('key', v_key, 'changes', coalesce(v_changes, '{}'::jsonb));
         IF v_redacted IS NOT NULL THEN
             v_data := v_data || jsonb_build_object('redacted', to_jsonb(v_redacted));
         END IF;
-        PERFORM pyes.capture_append(v_stream, v_epoch, v_key, v_old - v_excluded, v_table, 'update',
-            jsonb_build_object('type', 'RowUpdated', 'data', v_data), v_corr);
     END IF;
+
+    -- Who and why: the same as pyes.capture_metadata, inline.
+    v_meta := jsonb_build_object('table', v_table, 'db_role', current_user::text);
+    IF current_setting('application_name', true) <> '' THEN
+        v_meta := v_meta || jsonb_build_object('application_name', current_setting('application_name', true));
+    END IF;
+    IF coalesce(current_setting('pyes.actor', true), '') <> '' THEN
+        v_meta := v_meta || jsonb_build_object('actor', current_setting('pyes.actor', true));
+    END IF;
+    IF coalesce(current_setting('pyes.reason', true), '') <> '' THEN
+        v_meta := v_meta || jsonb_build_object('reason', current_setting('pyes.reason', true));
+    END IF;
+    IF coalesce(current_setting('pyes.restored_to', true), '') <> '' THEN
+        v_meta := v_meta || jsonb_build_object('restored_to', current_setting('pyes.restored_to', true));
+    END IF;
+    v_events := jsonb_build_array(jsonb_build_object('type', v_type, 'data', v_data, 'correlation_id', v_corr,
+                                                     'metadata', v_meta || jsonb_build_object('operation', lower(TG_OP))));
+
+    IF TG_OP = 'INSERT' THEN
+        PERFORM pyes.capture_write(v_stream, v_events, NULL);
+        RETURN NULL;
+    END IF;
+    -- An UPDATE or DELETE of a row without history in this capture: import it first.
+    SELECT s.version INTO v_version FROM pyes.streams s WHERE s.stream_id = v_stream;
+    IF v_version IS NOT NULL AND v_epoch > 0 THEN
+        SELECT e.position INTO v_last FROM pyes.events e WHERE e.stream_id = v_stream AND e.version = v_version;
+    END IF;
+    IF v_version IS NULL OR v_last <= v_epoch THEN
+        v_events := jsonb_build_array(jsonb_build_object(
+                        'type', 'RowImported', 'data', jsonb_build_object('key', v_key, 'row', v_old - v_excluded),
+                        'correlation_id', v_corr, 'metadata', v_meta || '{"operation": "import"}'::jsonb)) || v_events;
+    END IF;
+    PERFORM pyes.capture_write(v_stream, v_events, coalesce(v_version, 0));
     RETURN NULL;
+END;
+$$;
+
+-- Writes captured events (a JSON array built by the functions above: known types, data and
+-- metadata objects, no ids) to p_stream at the expected version p_expected (NULL: any). It
+-- runs the checks of pyes.append that such input can fail, in the same order and with the
+-- same errors: the stream id (PE101), the event size (PE104), the expected version (PE001)
+-- and the refusal of a transaction older than the stream's last writer (40001), with the
+-- same compare-and-set on the stream's row; then inserts the rows as pyes.append does (the
+-- same columns, recorded_at read once the stream is locked, the transaction id). The
+-- triggers on pyes.events (immutability, NOTIFY) apply as to any append. The checks of
+-- input a capture cannot produce (unknown keys, given ids, types) are left out: they cost
+-- more than the whole write of a captured row.
+CREATE OR REPLACE FUNCTION pyes.capture_write(p_stream text, p_events jsonb, p_expected bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count   integer := jsonb_array_length(p_events);
+    v_xid     xid8 := pg_current_xact_id();
+    v_version bigint;
+    v_now     timestamptz;
+    v_max     integer := 1048576;
+BEGIN
+    IF char_length(p_stream) > 255 OR p_stream ~ '[[:cntrl:]]' THEN
+        PERFORM pyes.validate_stream_id(p_stream);
+    END IF;
+    IF coalesce(current_setting('pyes.max_event_bytes', true), '') <> '' THEN
+        v_max := pyes.max_event_bytes();
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(p_events) AS e(ev) WHERE pg_column_size(e.ev) > v_max) THEN
+        PERFORM pyes.validate_events(p_events, p_stream);  -- raises PE104
+    END IF;
+    IF p_expected IS DISTINCT FROM 0 THEN
+        UPDATE pyes.streams s
+           SET version = s.version + v_count, last_xid = v_xid, updated_at = clock_timestamp()
+         WHERE s.stream_id = p_stream
+           AND s.last_xid <= v_xid
+           AND (p_expected IS NULL OR s.version = p_expected)
+        RETURNING s.version, s.updated_at INTO v_version, v_now;
+    END IF;
+    IF v_version IS NULL THEN
+        SELECT c.version, c.recorded_at INTO v_version, v_now
+          FROM pyes.claim_stream(p_stream, CASE WHEN p_expected IS NULL THEN 'any' ELSE 'exact' END,
+                                 p_expected, v_count, v_xid) c;
+    END IF;
+    INSERT INTO pyes.events (event_id, stream_id, category, version, type, data, metadata,
+                             correlation_id, recorded_at, transaction_id)
+    SELECT gen_random_uuid(), p_stream, split_part(p_stream, '-', 1), v_version - v_count + e.ord,
+           e.ev ->> 'type', e.ev -> 'data', e.ev -> 'metadata', (e.ev ->> 'correlation_id')::uuid, v_now, v_xid
+      FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(ev, ord)
+     ORDER BY e.ord;
 END;
 $$;
 
@@ -114,7 +225,7 @@ DECLARE
     v_last    bigint;
 BEGIN
     IF p_base IS NULL THEN
-        PERFORM pyes.append(p_stream, v_batch, 'any');
+        PERFORM pyes.capture_write(p_stream, v_batch, NULL);
         RETURN;
     END IF;
     SELECT s.version INTO v_version FROM pyes.streams s WHERE s.stream_id = p_stream;
@@ -128,7 +239,7 @@ BEGIN
                        'metadata', pyes.capture_metadata(p_table, 'import'),
                        'correlation_id', p_correlation_id)) || v_batch;
     END IF;
-    PERFORM pyes.append(p_stream, v_batch, coalesce(v_version, 0)::text);
+    PERFORM pyes.capture_write(p_stream, v_batch, coalesce(v_version, 0));
 END;
 $$;
 
