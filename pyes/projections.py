@@ -227,9 +227,11 @@ class Projections:
         projection failed at that event."""
         failed: tuple[RecordedEvent, BaseException] | None = None
         with self._use(None) as c:
+            # One xmin line for the batch: the claim reads below it, the checkpoint moves to it.
+            below = _one(c, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text", ())
             rows = c.execute(
-                f"SELECT {RECORDED_COLUMNS} FROM pyes.claim_projection_batch(%s, %s, %s)",
-                (projection.name, projection.version, max_count),
+                f"SELECT {RECORDED_COLUMNS} FROM pyes.claim_projection_batch(%s, %s, %s, %s::xid8)",
+                (projection.name, projection.version, max_count, below),
             ).fetchall()
             events = [RecordedEvent(*row) for row in rows]
             state = _one(c, "SELECT state FROM pyes.projections WHERE name = %s AND version = %s",
@@ -251,12 +253,10 @@ class Projections:
                 assert failed is not None
                 failed = (failed[0], handler_error)
             if failed is None:
-                checkpoint = _one(c, "SELECT pyes.advance_projection(%s, %s, %s, %s)", (
-                    projection.name, projection.version, events[-1].checkpoint if events else None, len(events)))
                 caught_up = len(events) < max_count
-                if caught_up and events:
-                    checkpoint = _one(c, "SELECT pyes.advance_projection(%s, %s, NULL, 0)",
-                                      (projection.name, projection.version))
+                checkpoint = _one(c, "SELECT pyes.advance_projection(%s, %s, %s, %s, %s, %s::xid8)", (
+                    projection.name, projection.version, events[-1].checkpoint if events else None, len(events),
+                    caught_up, below))
                 return BatchResult(len(events), str(checkpoint), "running", caught_up, False)
             event, cause = failed
             log.error("projection %s v%s failed on event %s: %r", projection.name, projection.version,

@@ -157,3 +157,16 @@ def settle(store: EventStore, timeout: float = 60.0) -> None:
             if time.monotonic() > deadline:
                 raise AssertionError("the global read's line did not pass the committed events in time")
             time.sleep(0.05)
+
+
+@pytest.fixture
+def projections(store: EventStore) -> Any:
+    """pyes.Projections over ``store``, with the bank demo's projection tables and handlers
+    (examples/bank_projections.sql) created, not registered."""
+    from bank import PROJECTIONS_SQL
+
+    from pyes import Projections
+
+    with store.connection() as conn:
+        conn.execute(PROJECTIONS_SQL.read_text().encode())
+    return Projections(store)

@@ -40,13 +40,6 @@ def withdrawal(amount: str) -> NewEvent:
     return NewEvent("AccountBalanceWithdrawn", {"amount": amount})
 
 
-@pytest.fixture
-def projections(store: EventStore) -> Projections:
-    with store.connection() as conn:
-        conn.execute(PROJECTIONS_SQL.read_text().encode())
-    return Projections(store)
-
-
 def register_balances(projections: Projections, mode: str = "inline", **options: Any) -> None:
     options.setdefault("stream_column", "stream_id")
     projections.register("balances", "bank.apply_balance(pyes.events)", event_types=BALANCE_TYPES, mode=mode,
@@ -143,7 +136,7 @@ def test_unknown_projections_raise_pe302(projections: Projections) -> None:
 
 def test_a_run_batch_size_out_of_range_is_refused(projections: Projections) -> None:
     register_activity(projections)
-    with pytest.raises(Exception) as raised:  # noqa: PT011 - the SQLSTATE is what counts
+    with pytest.raises(Exception) as raised:  # the SQLSTATE is what counts
         projections.run_once("daily_activity", max_count=0)
     assert getattr(raised.value, "sqlstate", None) == "PE109"
 

@@ -24,12 +24,12 @@ def downgrade() -> None:
         """
         DROP TRIGGER events_project_inline ON pyes.events;
         DROP TRIGGER events_notify ON pyes.events;
-        DROP FUNCTION pyes.advance_projection(text,integer,text,integer);
+        DROP FUNCTION pyes.advance_projection(text,integer,text,integer,boolean,xid8);
         DROP FUNCTION pyes.apply_batch_or_fail(pyes.projections,pyes.events[]);
         DROP FUNCTION pyes.apply_projection(pyes.projections,pyes.events[],text,boolean);
         DROP FUNCTION pyes.call_projection_handler(pyes.projections,pyes.events[],text);
         DROP FUNCTION pyes.check_projection_handler(text,regprocedure,oid[],text);
-        DROP FUNCTION pyes.claim_projection_batch(text,integer,integer);
+        DROP FUNCTION pyes.claim_projection_batch(text,integer,integer,xid8);
         DROP FUNCTION pyes.effective_versions(text,bigint);
         DROP FUNCTION pyes.fail_projection(text,integer,uuid,text,text);
         DROP FUNCTION pyes.failing_event(pyes.projections,pyes.events[],text);
@@ -41,7 +41,8 @@ def downgrade() -> None:
         DROP FUNCTION pyes.point_views(pyes.projections);
         DROP FUNCTION pyes.project_as_of(text,timestamp with time zone,text,integer);
         DROP FUNCTION pyes.project_inline();
-        DROP FUNCTION pyes.projection_batch(pyes.projections,integer,boolean);
+        DROP FUNCTION pyes.projection_batch(pyes.projections,integer,xid8);
+        DROP FUNCTION pyes.last_event_below(pyes.projections,xid8);
         DROP FUNCTION pyes.projection_row(text,integer,boolean);
         DROP FUNCTION pyes.projection_status(text);
         DROP FUNCTION pyes.register_projection(text,regprocedure,text[],text,text[],text,integer,text,regprocedure,text[]);

@@ -5,9 +5,11 @@
 -- FOR UPDATE SKIP LOCKED for the batch: one worker per projection at a time, and a crashed
 -- worker's lock goes with its connection.
 
--- The next events of a projection after its checkpoint, below the xmin line (p_all: every
--- committed event, for a caller that holds appends back with pyes.lock_appends).
-CREATE OR REPLACE FUNCTION pyes.projection_batch(p pyes.projections, p_max_count integer, p_all boolean DEFAULT false)
+-- The next events of a projection after its checkpoint whose transaction id is below
+-- p_below: the caller's xmin line, read once so that every step of a batch uses the same
+-- line (NULL: every committed event, for a caller that holds appends back with
+-- pyes.lock_appends).
+CREATE OR REPLACE FUNCTION pyes.projection_batch(p pyes.projections, p_max_count integer, p_below xid8)
 RETURNS pyes.events[]
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -16,10 +18,25 @@ BEGIN
     RETURN ARRAY(
         SELECT e FROM pyes.events e
          WHERE (e.transaction_id, e.position) > (p.checkpoint_xid, p.checkpoint_position)
-           AND (p_all OR e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()))
+           AND (p_below IS NULL OR e.transaction_id < p_below)
            AND (p.event_types IS NULL OR e.type = ANY (p.event_types) OR e.type = '$rewind')
          ORDER BY e.transaction_id, e.position
          LIMIT p_max_count);
+END;
+$$;
+
+-- The last event below p_below, of any type, if it is past the projection's checkpoint:
+-- where a projection that has seen every event of its types below that line can move its
+-- checkpoint to, so that the next batch does not scan the other types' events again.
+CREATE OR REPLACE FUNCTION pyes.last_event_below(p pyes.projections, p_below xid8, OUT transaction_id xid8, OUT "position" bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    SELECT e.transaction_id, e.position INTO transaction_id, "position" FROM pyes.events e
+     WHERE e.transaction_id < p_below
+       AND (e.transaction_id, e.position) > (p.checkpoint_xid, p.checkpoint_position)
+     ORDER BY e.transaction_id DESC, e.position DESC LIMIT 1;
 END;
 $$;
 
@@ -81,7 +98,7 @@ BEGIN
         RETURN p;
     END;
     LOOP
-        v_events := pyes.projection_batch(p, 10000, true);
+        v_events := pyes.projection_batch(p, 10000, NULL);
         v_n := cardinality(v_events);
         EXIT WHEN v_n = 0;
         IF NOT pyes.apply_batch_or_fail(p, v_events) THEN
@@ -120,6 +137,8 @@ DECLARE
     p pyes.projections;
     v_events pyes.events[];
     v_last record;
+    -- One xmin line for the whole batch: what is below it has committed (or never will).
+    v_below xid8 := pg_snapshot_xmin(pg_current_snapshot());
 BEGIN
     PERFORM pyes.validate_max_count(p_max_count);
     processed := 0;
@@ -142,7 +161,7 @@ BEGIN
         caught_up := p.state = 'running';
         RETURN;
     END IF;
-    v_events := pyes.projection_batch(p, p_max_count);
+    v_events := pyes.projection_batch(p, p_max_count, v_below);
     processed := cardinality(v_events);
     IF processed > 0 THEN
         IF NOT pyes.apply_batch_or_fail(p, v_events) THEN
@@ -157,11 +176,8 @@ BEGIN
     IF processed < p_max_count THEN
         -- Nothing more of its types below the line: skip past the other types' events too.
         caught_up := true;
-        SELECT e.transaction_id, e.position INTO v_last FROM pyes.events e
-         WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-           AND (e.transaction_id, e.position) > (p.checkpoint_xid, p.checkpoint_position)
-         ORDER BY e.transaction_id DESC, e.position DESC LIMIT 1;
-        IF FOUND THEN
+        v_last := pyes.last_event_below(p, v_below);
+        IF v_last.transaction_id IS NOT NULL THEN
             p.checkpoint_xid := v_last.transaction_id;
             p.checkpoint_position := v_last.position;
         END IF;
@@ -181,10 +197,11 @@ BEGIN
 END;
 $$;
 
--- Projections written in Python: the worker claims the next batch (the row stays locked
--- until its transaction ends; no rows if another worker holds it or nothing is due), applies
--- it with its own writes in the same transaction, then calls pyes.advance_projection.
-CREATE OR REPLACE FUNCTION pyes.claim_projection_batch(p_name text, p_version integer, p_max_count integer DEFAULT 1000)
+-- Projections written in Python: the worker reads the xmin line, claims the next batch below
+-- it (the registry row stays locked until its transaction ends; no rows if another worker
+-- holds it or nothing is due), applies it with its own writes in the same transaction, then
+-- calls pyes.advance_projection with the same line.
+CREATE OR REPLACE FUNCTION pyes.claim_projection_batch(p_name text, p_version integer, p_max_count integer, p_below xid8)
 RETURNS SETOF pyes.recorded_events
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -198,19 +215,21 @@ BEGIN
         PERFORM pyes.projection_row(p_name, p_version);  -- PE302 if unknown
         RETURN;  -- another worker holds it
     END IF;
-    IF p.state <> 'running' THEN
+    IF p.state <> 'running' OR p_below IS NULL THEN
         RETURN;
     END IF;
     RETURN QUERY
     SELECT r.* FROM pyes.recorded_events r
-     WHERE r.position = ANY (ARRAY(SELECT (unnest(pyes.projection_batch(p, p_max_count))).position))
+     WHERE r.position = ANY (ARRAY(SELECT (unnest(pyes.projection_batch(p, p_max_count, p_below))).position))
      ORDER BY r.transaction_id, r.position;
 END;
 $$;
 
--- Move a Python projection's checkpoint (in the transaction of its writes). p_checkpoint
--- NULL: the batch was empty, so move past everything below the xmin line.
-CREATE OR REPLACE FUNCTION pyes.advance_projection(p_name text, p_version integer, p_checkpoint text, p_processed integer)
+-- Move a Python projection's checkpoint to the last event it applied (p_checkpoint, NULL if
+-- none) and, when the batch was not full (p_caught_up), past every other event below the
+-- line p_below that its claim used. Runs in the transaction of the projection's writes.
+CREATE OR REPLACE FUNCTION pyes.advance_projection(
+    p_name text, p_version integer, p_checkpoint text, p_processed integer, p_caught_up boolean, p_below xid8)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -219,22 +238,30 @@ DECLARE
     p pyes.projections := pyes.projection_row(p_name, p_version);
     v_to record;
 BEGIN
-    IF p_checkpoint IS NULL THEN
-        SELECT e.transaction_id, e.position INTO v_to FROM pyes.events e
-         WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-           AND (e.transaction_id, e.position) > (p.checkpoint_xid, p.checkpoint_position)
-         ORDER BY e.transaction_id DESC, e.position DESC LIMIT 1;
-        IF NOT FOUND THEN
-            RETURN pyes.checkpoint_token(p.checkpoint_xid, p.checkpoint_position);
-        END IF;
-    ELSE
+    IF p_checkpoint IS NOT NULL THEN
         v_to := pyes.parse_checkpoint(p_checkpoint);
+        IF (v_to.transaction_id, v_to.position) <= (p.checkpoint_xid, p.checkpoint_position) THEN
+            RAISE EXCEPTION 'a projection checkpoint only moves forward'
+                USING ERRCODE = 'PE109',
+                      DETAIL = format('Projection %L version %s is at %s; %s is not after it.', p.name, p.version,
+                                      pyes.checkpoint_token(p.checkpoint_xid, p.checkpoint_position), p_checkpoint),
+                      HINT = 'Pass the checkpoint of the last event of the batch you claimed.';
+        END IF;
+        p.checkpoint_xid := v_to.transaction_id;
+        p.checkpoint_position := v_to.position;
+    END IF;
+    IF p_caught_up AND p_below IS NOT NULL THEN
+        v_to := pyes.last_event_below(p, p_below);
+        IF v_to.transaction_id IS NOT NULL THEN
+            p.checkpoint_xid := v_to.transaction_id;
+            p.checkpoint_position := v_to.position;
+        END IF;
     END IF;
     UPDATE pyes.projections r
-       SET checkpoint_xid = v_to.transaction_id, checkpoint_position = v_to.position,
+       SET checkpoint_xid = p.checkpoint_xid, checkpoint_position = p.checkpoint_position,
            events_processed = r.events_processed + coalesce(p_processed, 0), updated_at = now(),
-           caught_up_at = CASE WHEN p_checkpoint IS NULL THEN now() ELSE r.caught_up_at END
+           caught_up_at = CASE WHEN p_caught_up THEN now() ELSE r.caught_up_at END
      WHERE r.name = p.name AND r.version = p.version;
-    RETURN pyes.checkpoint_token(v_to.transaction_id, v_to.position);
+    RETURN pyes.checkpoint_token(p.checkpoint_xid, p.checkpoint_position);
 END;
 $$;
