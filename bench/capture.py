@@ -28,7 +28,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import (  # noqa: E402
+from _common import (
     RESULTS,
     bench_server,
     load_average,
@@ -42,7 +42,7 @@ from _common import (  # noqa: E402
     write_json,
 )
 
-from pyes.migrate import upgrade  # noqa: E402
+from pyes.migrate import upgrade
 
 TABLE = """CREATE TABLE {name} (
     id          bigint PRIMARY KEY,
