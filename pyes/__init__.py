@@ -21,12 +21,16 @@ from .errors import (
     InvalidExpectedVersion,
     InvalidInput,
     InvalidProjection,
+    InvalidReplayWindow,
     InvalidRewind,
     InvalidRowKey,
     InvalidSnapshotVersion,
     InvalidStreamId,
+    InvalidSubscriptionArgument,
+    LeaseLost,
     NoPrimaryKey,
     NothingToRestore,
+    ParkedEventNotFound,
     ProjectionBusy,
     ProjectionExists,
     ProjectionFailed,
@@ -37,6 +41,8 @@ from .errors import (
     RestoreNeedsReason,
     StreamDeleteForbidden,
     StreamNotFound,
+    SubscriptionConflict,
+    SubscriptionNotFound,
     TableNotCapturable,
     TableNotCaptured,
     TemporalProjectionError,
@@ -51,8 +57,11 @@ from .projections import (
     PythonProjection,
 )
 from .records import AppendResult, ExpectedVersion, NewEvent, RecordedEvent
+from .relay import NatsPublisher, Publisher, Relay
+from .replay import replay
 from .serialization import SerializationError
 from .store import EventStore, retry_transaction
+from .subscriptions import Subscriptions, SubscriptionWorker, idempotent, record_processed
 from .typed import EventRegistry, GenericEvent, event, registry
 
 __version__ = "0.1.0"
@@ -89,13 +98,18 @@ __all__ = [
     "InvalidExpectedVersion",
     "InvalidInput",
     "InvalidProjection",
+    "InvalidReplayWindow",
     "InvalidRewind",
     "InvalidRowKey",
     "InvalidSnapshotVersion",
     "InvalidStreamId",
+    "InvalidSubscriptionArgument",
+    "LeaseLost",
+    "NatsPublisher",
     "NewEvent",
     "NoPrimaryKey",
     "NothingToRestore",
+    "ParkedEventNotFound",
     "ProjectionBusy",
     "ProjectionExists",
     "ProjectionFailed",
@@ -105,15 +119,21 @@ __all__ = [
     "ProjectionStatus",
     "ProjectionWorker",
     "Projections",
+    "Publisher",
     "PyesError",
     "PythonProjection",
     "RecordedEvent",
+    "Relay",
     "Repository",
     "RestoreNeedsReason",
     "Rewound",
     "SerializationError",
     "StreamDeleteForbidden",
     "StreamNotFound",
+    "SubscriptionConflict",
+    "SubscriptionNotFound",
+    "SubscriptionWorker",
+    "Subscriptions",
     "TableNotCapturable",
     "TableNotCaptured",
     "TemporalProjectionError",
@@ -121,6 +141,9 @@ __all__ = [
     "WrongExpectedVersion",
     "event",
     "handles",
+    "idempotent",
+    "record_processed",
     "registry",
+    "replay",
     "retry_transaction",
 ]
