@@ -208,6 +208,8 @@ DECLARE
     v_seen     boolean;
     v_xid      xid8;
     v_now      timestamptz;
+    v_tried    boolean := false;
+    v_id_list  uuid[];
     -- An event type, and any number of uuids (the forms PostgreSQL accepts, braces
     -- balanced), each in a list of values joined by newlines.
     c_types    constant text := '^[A-Za-z_$][A-Za-z0-9_.:/$-]*(\n[A-Za-z_$][A-Za-z0-9_.:/$-]*)*$';
@@ -268,6 +270,57 @@ BEGIN
         v_count := pyes.validate_events(p_events, p_stream_id);  -- raises
     END IF;
 
+    v_xid := pg_current_xact_id();
+
+    -- Hot path, one statement: the stream exists, the expectation holds, and no id of the
+    -- batch is stored already or repeated in it. The compare-and-set UPDATE checks and locks
+    -- the stream's row (a racing writer with the same expectation blocks on the row, and
+    -- READ COMMITTED re-checks the condition against the committed version: it fails), and
+    -- the INSERT takes the new version from it. The time is read in the SET, once the row is
+    -- locked: a writer that waited for the row reads it after the one before it committed, so
+    -- recorded_at never goes down in a stream and "the stream as of a moment" is a prefix of it.
+    -- When the UPDATE matches no row nothing is written, and the path below finds out why.
+    -- A batch with a "$rewind" takes that path too (its target is checked against the version).
+    IF v_mode <> 'no_stream' AND v_expected IS DISTINCT FROM 0 AND strpos(v_types, '$rewind') = 0 THEN
+        v_tried := true;
+        v_id_list := string_to_array(v_ids, E'\n')::uuid[];
+        WITH claimed AS (
+            UPDATE pyes.streams s
+               SET version = s.version + v_count, last_xid = v_xid, updated_at = clock_timestamp()
+             WHERE s.stream_id = p_stream_id
+               AND s.last_xid <= v_xid
+               AND (v_mode <> 'exact' OR s.version = v_expected)
+               AND NOT EXISTS (SELECT 1 FROM pyes.events x WHERE x.event_id = ANY (v_id_list))
+               AND (v_count = 1 OR v_id_list IS NULL
+                    OR (SELECT count(DISTINCT u.id) FROM unnest(v_id_list) AS u(id)) = cardinality(v_id_list))
+            RETURNING s.version, s.updated_at
+        ), inserted AS (
+            INSERT INTO pyes.events AS t (event_id, stream_id, category, version, type, schema_version,
+                                          data, metadata, correlation_id, causation_id, recorded_at, transaction_id)
+            SELECT coalesce((e.ev ->> 'id')::uuid, gen_random_uuid()),
+                   p_stream_id,
+                   split_part(p_stream_id, '-', 1),
+                   c.version - v_count + e.ord,
+                   e.ev ->> 'type',
+                   coalesce((e.ev ->> 'schema_version')::integer, 1),
+                   coalesce(e.ev -> 'data', '{}'::jsonb),
+                   coalesce(e.ev -> 'metadata', '{}'::jsonb),
+                   (e.ev ->> 'correlation_id')::uuid,
+                   (e.ev ->> 'causation_id')::uuid,
+                   c.updated_at,
+                   v_xid
+              FROM claimed c CROSS JOIN jsonb_array_elements(p_events) WITH ORDINALITY AS e(ev, ord)
+             ORDER BY e.ord
+            RETURNING t.position
+        )
+        SELECT c.version, (SELECT array_agg(i.position ORDER BY i.position) FROM inserted i)
+          INTO stream_version, positions
+          FROM claimed c;
+        IF stream_version IS NOT NULL THEN
+            RETURN;
+        END IF;
+    END IF;
+
     -- Are any of the batch's ids stored already, or repeated in it? Then this is a retry of
     -- an append that succeeded (which returns the original result and writes nothing) or a
     -- duplicate (PE002): pyes.replayed_append tells which. One index probe per id given.
@@ -283,13 +336,8 @@ BEGIN
         END IF;
     END IF;
 
-    v_xid := pg_current_xact_id();
-
-    -- Hot path: the stream exists and the expectation holds. Checks and locks in one statement.
-    -- The time is read in the SET, once the row is locked: a writer that waited for the row
-    -- reads it after the one before it committed, so recorded_at never goes down in a stream
-    -- and "the stream as of a moment" is a prefix of it.
-    IF v_mode <> 'no_stream' AND v_expected IS DISTINCT FROM 0 THEN
+    -- The same compare-and-set for a batch with a "$rewind" (the hot path above was not tried).
+    IF v_mode <> 'no_stream' AND v_expected IS DISTINCT FROM 0 AND NOT v_tried THEN
         UPDATE pyes.streams s
            SET version = s.version + v_count, last_xid = v_xid, updated_at = clock_timestamp()
          WHERE s.stream_id = p_stream_id
@@ -297,6 +345,7 @@ BEGIN
            AND (v_mode <> 'exact' OR s.version = v_expected)
         RETURNING s.version, s.updated_at INTO stream_version, v_now;
     END IF;
+    -- A new stream, a failed expectation, or a younger writer: claim_stream tells which.
     IF stream_version IS NULL THEN
         SELECT c.version, c.recorded_at INTO stream_version, v_now
           FROM pyes.claim_stream(p_stream_id, v_mode, v_expected, v_count, v_xid) c;
