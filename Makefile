@@ -25,11 +25,16 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 ## Benchmarks against plain SQL on the same server (results in bench/results/).
+## Each script exits non-zero if a pyes run or its reference fails. report.py gathers every
+## bench/results/*.json into bench/results/latest.{json,md} and append.png: keep it last.
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/append.py
 	$(BIN)/python bench/snapshots.py
 	$(BIN)/python bench/reads.py
 	$(BIN)/python bench/concurrency.py
+	$(BIN)/python bench/peer.py
+	$(BIN)/python bench/report.py
 	$(BIN)/python bench/capture.py
 
 lint: $(STAMP)

@@ -9,8 +9,9 @@ creates a database of its own, migrates it (pyes.migrate.upgrade), and drops it 
 The reference table bench_raw.events is ``LIKE pyes.events INCLUDING ALL``: same columns,
 defaults, identity, NOT NULL and CHECK constraints, primary key, unique constraints and the
 three indexes (a LIKE copies no triggers, so it has no immutability triggers, and it has no
-streams table). Extra reference lines use a second copy, bench_raw.events_multi, so that each
-table grows only by the work measured on it.
+streams table). Extra reference lines use more copies, bench_raw.events_multi (multi-row
+INSERT) and bench_raw.events_copy (COPY), so that each table grows only by the work measured
+on it.
 
 Shapes (events per transaction), each measured for pyes and the references in every round:
 
@@ -21,8 +22,9 @@ Shapes (events per transaction), each measured for pyes and the references in ev
        lines: the INSERT as BEGIN, INSERT, COMMIT, and pyes as store.append(..., conn=c) then
        c.commit() against that.
   10   pyes: one append of 10 events. reference: cursor.executemany of 10 INSERTs (psycopg
-       pipelines them), then COMMIT. Extra: one INSERT ... VALUES of 10 rows.
-  100  the same with 100 events.
+       pipelines them), then COMMIT. Extra: one INSERT ... VALUES of 10 rows, and COPY ... FROM
+       STDIN of the 10 rows (text format, psycopg's cursor.copy), each then COMMIT.
+  100  the same with 100 events; targets: >= 1.2 x executemany, >= 0.5 x COPY.
 
 Every append goes to one of 100 streams, round-robin, so every stream grows by the same
 number of events and both sides do the same index work. Inputs (NewEvent objects for pyes,
@@ -80,7 +82,9 @@ SETUP_SQL = """
 CREATE SCHEMA bench_raw;
 CREATE TABLE bench_raw.events (LIKE pyes.events INCLUDING ALL);
 CREATE TABLE bench_raw.events_multi (LIKE pyes.events INCLUDING ALL);
+CREATE TABLE bench_raw.events_copy (LIKE pyes.events INCLUDING ALL);
 """
+COPY_IN = f"COPY bench_raw.events_copy ({REF_COLUMNS}) FROM STDIN"
 
 # One event: (type, data, metadata). One op: (stream index, [event, ...]): one transaction.
 Event = tuple[str, dict[str, Any], dict[str, Any]]
@@ -152,9 +156,10 @@ class Bench:
         # Last version written per stream, per reference table: the reference computes
         # versions in Python (while building its inputs), pyes in the database.
         self.versions: dict[str, list[int]] = {
-            t: [0] * N_STREAMS for t in ("bench_raw.events", "bench_raw.events_multi")
+            t: [0] * N_STREAMS for t in ("bench_raw.events", "bench_raw.events_multi", "bench_raw.events_copy")
         }
-        self.written: dict[str, int] = {"pyes.events": 0, "bench_raw.events": 0, "bench_raw.events_multi": 0}
+        self.written: dict[str, int] = {
+            "pyes.events": 0, "bench_raw.events": 0, "bench_raw.events_multi": 0, "bench_raw.events_copy": 0}
 
     def close(self) -> None:
         self.store.close()
@@ -208,6 +213,14 @@ class Bench:
         conn, cur = self.ref_conn, self.ref_cursor
         for rows in inputs:
             cur.executemany(INSERT_ONE, rows)
+            conn.commit()
+
+    def run_copy(self, inputs: list[list[tuple[Any, ...]]]) -> None:
+        conn, cur = self.ref_conn, self.ref_cursor
+        for rows in inputs:
+            with cur.copy(COPY_IN) as copy:
+                for row in rows:
+                    copy.write_row(row)
             conn.commit()
 
     def run_multirow(self, query: str) -> Callable[[list[tuple[Any, ...]]], None]:
@@ -312,6 +325,15 @@ class Bench:
                             self.run_multirow(insert_multi(batch)),
                             "reference",
                         ),
+                        Variant(
+                            "copy",
+                            f"COPY of {batch} rows; COMMIT",
+                            "reference",
+                            "bench_raw.events_copy",
+                            rows_of("bench_raw.events_copy"),
+                            self.run_copy,
+                            "reference",
+                        ),
                     ],
                     [
                         Comparison(
@@ -321,6 +343,12 @@ class Bench:
                             "target" if batch == 100 else "report only",
                         ),
                         Comparison("pyes", "multirow", None, "extra: single multi-row INSERT"),
+                        Comparison(
+                            "pyes",
+                            "copy",
+                            0.5 if batch == 100 else None,
+                            "target" if batch == 100 else "report only",
+                        ),
                     ],
                     warmup_ops=warmup,
                     step=step,
@@ -395,7 +423,7 @@ def fmt_rate(x: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=6, help="rounds per shape (default 6: every order of 3 variants)")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds per shape (default 6)")
     parser.add_argument("--seconds", type=float, default=1.2, help="target duration of one measurement (default 1.2)")
     parser.add_argument("--output", type=Path, default=C.RESULTS / "append.json")
     parser.add_argument("--seed", type=int, default=20251126)
@@ -486,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
                 slowest = min(shape.calibration.values())
                 shape.ops = max(shape.step, math.ceil(args.seconds * slowest / shape.step) * shape.step)
             with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute("VACUUM (ANALYZE) pyes.events, pyes.streams, bench_raw.events, bench_raw.events_multi")
+                conn.execute("VACUUM (ANALYZE) pyes.events, pyes.streams, bench_raw.events, bench_raw.events_multi, "
+                    "bench_raw.events_copy")
                 try:
                     conn.execute("CHECKPOINT")
                     result["checkpoint_before_rounds"] = True
