@@ -339,6 +339,7 @@ class SubscriptionWorker:
         max_retry_delay: float = 30.0,
         lease_seconds: float = 10.0,
         checkpoint_interval: float = 1.0,
+        synchronous_checkpoints: bool = False,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -363,6 +364,7 @@ class SubscriptionWorker:
         self.max_retry_delay = max_retry_delay
         self.lease_seconds = lease_seconds
         self.checkpoint_interval = checkpoint_interval
+        self.synchronous_checkpoints = synchronous_checkpoints
         self.stats = WorkerStats()
         self._stop = threading.Event()
         self._owned: dict[int, _Partition] = {}
@@ -448,7 +450,7 @@ class SubscriptionWorker:
         if conn is not None and not conn.closed:
             try:
                 for part in list(self._owned.values()):
-                    self._save(part, force=True)
+                    self._save(part, force=True, durable=True)
                 with _translated():
                     conn.execute("SELECT pyes.leave_subscription(%s, %s)", (self.name, self.member_id))
             except (psycopg.Error, LeaseLost) as error:
@@ -677,18 +679,26 @@ class SubscriptionWorker:
         self.stats.parked += 1
         part.cursor = part.saved = event.checkpoint
 
-    def _save(self, part: _Partition, *, force: bool = False) -> None:
+    def _save(self, part: _Partition, *, force: bool = False, durable: bool = False) -> None:
+        """Save the partition's checkpoint. Unless ``durable`` (or ``synchronous_checkpoints``),
+        the save commits with synchronous_commit off, for its own transaction only: it does not
+        wait for the WAL flush, and a server crash may lose the last saves, which means those
+        events are delivered again (at least once), never that one is skipped."""
         if part.cursor == part.saved:
             return
         now = time.monotonic()
         if not force and part.unsaved == 0 and now - part.last_save < self.checkpoint_interval:
             return
-        assert self._conn is not None
+        conn = self._conn
+        assert conn is not None
+        params = (self.name, self.member_id, part.number, part.cursor, part.unsaved)
         with _translated():
-            self._conn.execute(
-                "SELECT pyes.save_checkpoint(%s, %s, %s, %s, %s)",
-                (self.name, self.member_id, part.number, part.cursor, part.unsaved),
-            )
+            if durable or self.synchronous_checkpoints:
+                conn.execute("SELECT pyes.save_checkpoint(%s, %s, %s, %s, %s)", params)
+            else:
+                with conn.transaction():
+                    conn.execute("SET LOCAL synchronous_commit = off")
+                    conn.execute("SELECT pyes.save_checkpoint(%s, %s, %s, %s, %s)", params)
         part.saved, part.unsaved, part.last_save = part.cursor, 0, now
 
     def _lost(self, part: _Partition) -> None:
