@@ -333,13 +333,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=1.5, help="duration of one measurement (default 1.5)")
     parser.add_argument("--output", type=Path, default=C.RESULTS / "concurrency.json")
     parser.add_argument("--seed", type=int, default=20251126)
+    parser.add_argument(
+        "--without-notify-trigger",
+        action="store_true",
+        help="disable the NOTIFY trigger (045_notify.sql) in the scratch database, to measure what it costs; "
+        "writes bench/results/concurrency_no_notify.json unless --output is given",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.seconds <= 0:
         parser.error("--rounds must be >= 1 and --seconds > 0")
+    if args.without_notify_trigger and args.output == C.RESULTS / "concurrency.json":
+        args.output = C.RESULTS / "concurrency_no_notify.json"
 
     started = monotonic()
     result: dict[str, Any] = {
-        "benchmark": "concurrency",
+        "benchmark": "concurrency_no_notify" if args.without_notify_trigger else "concurrency",
+        "notify_trigger": not args.without_notify_trigger,
         "timestamp": C.now_iso(),
         "machine": C.machine_info(),
         "repo": C.repo_info(),
@@ -360,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         upgrade(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(SETUP_SQL)
+            if args.without_notify_trigger:  # this scratch database only
+                conn.execute("ALTER TABLE pyes.events DISABLE TRIGGER events_notify")
 
         srv, m = result["server"], result["machine"]
         s = srv["settings"]

@@ -31,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
 
-ORDER = ("append", "concurrency", "reads", "snapshots", "peer")
+ORDER = ("append", "concurrency", "concurrency_no_notify", "reads", "snapshots", "peer")
 KEY_SETTINGS = ("fsync", "synchronous_commit", "wal_level", "shared_buffers", "full_page_writes",
                 "wal_sync_method", "commit_delay", "jit")
 
@@ -196,7 +196,8 @@ def ratios_generic(d: Any, path: str = "") -> list[dict[str, Any]]:
     return out
 
 
-RATIOS = {"append": ratios_append, "concurrency": ratios_concurrency, "reads": ratios_reads,
+RATIOS = {"append": ratios_append, "concurrency": ratios_concurrency, "concurrency_no_notify": ratios_concurrency,
+          "reads": ratios_reads,
           "snapshots": ratios_snapshots, "peer": ratios_peer}
 
 
@@ -352,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         md.append(f"## {n}")
         md.append("")
-        doc = f"bench/{n}.py"
+        doc = "bench/concurrency.py --without-notify-trigger" if n == "concurrency_no_notify" else f"bench/{n}.py"
         md.append(f"From `{doc}`; every figure in `bench/results/{n}.json`.")
         md.append("")
         rows = [[r["group"], r["what"], fmt(r["pyes"], 1 if r["unit"].startswith("ms") else 0),
