@@ -423,19 +423,27 @@ class ProjectionWorker:
         return conn
 
     def _wait(self, listener: Conn | None) -> None:
-        deadline = time.monotonic() + self.poll_interval
+        """Sleep until a notification, the poll interval, or stop(). After a notification,
+        the events it announces may still be above the xmin line (an older transaction
+        elsewhere has not ended yet): look again a few times, soon, before the next poll."""
         if listener is None:
             self._stop.wait(self.poll_interval)
             return
-        # Short slices, so that stop() is noticed quickly.
+        deadline = time.monotonic() + self.poll_interval
         while not self.stopping and time.monotonic() < deadline:
+            # Short slices, so that stop() is noticed quickly.
             slice_ = min(0.2, max(0.0, deadline - time.monotonic()))
-            woke = False
-            for _notify in listener.notifies(timeout=slice_, stop_after=1):
-                woke = True
-            if woke:
+            if any(True for _notify in listener.notifies(timeout=slice_, stop_after=1)):
+                self._settle_after_wake(deadline)
                 return
 
+    def _settle_after_wake(self, deadline: float) -> None:
+        delay = 0.02
+        while not self.stopping and time.monotonic() + delay < deadline:
+            if self.run_pending() > 0:
+                return
+            self._stop.wait(delay)
+            delay = min(delay * 2, 1.0)
 
 def _one(c: Conn, query: str, params: tuple[Any, ...]) -> Any:
     row = c.execute(query, params).fetchone()

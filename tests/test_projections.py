@@ -411,3 +411,15 @@ def test_handlers_cannot_be_hijacked_through_the_callers_search_path(
     assert conn.execute("SELECT count(*) FROM evil.balances").fetchone() == (0,)
     assert balances(store) == {"account-1": Decimal("0.00")}
 
+
+
+def test_a_projection_held_by_another_session_is_busy(projections: Projections, store: EventStore, connect: Any) -> None:
+    register_activity(projections)
+    store.append("account-1", [deposit("1.00")])
+    settle(store)
+    holder = connect()
+    holder.execute("SELECT * FROM pyes.projections WHERE name = 'daily_activity' FOR UPDATE")
+    result = projections.run_once("daily_activity")
+    assert (result.busy, result.processed) == (True, 0)
+    holder.rollback()
+    assert projections.run_once("daily_activity").processed == 1

@@ -148,7 +148,13 @@ BEGIN
      WHERE r.name = p_name AND (r.version = p_version OR (p_version IS NULL AND r.is_current))
        FOR UPDATE SKIP LOCKED;
     IF p.name IS NULL THEN
-        PERFORM pyes.projection_row(p_name, p_version, true);  -- PE302 if unknown, PE305 if held
+        IF NOT EXISTS (SELECT 1 FROM pyes.projections r
+                        WHERE r.name = p_name AND (r.version = p_version OR (p_version IS NULL AND r.is_current))) THEN
+            PERFORM pyes.projection_row(p_name, p_version);  -- raises PE302
+        END IF;
+        busy := true;  -- another worker has it: nothing to do here
+        state := 'running';
+        RETURN;
     END IF;
     IF p.handler IS NULL THEN
         PERFORM pyes.invalid_projection(p_name,
