@@ -18,8 +18,8 @@ from ..store import EventStore
 from .common import dsn_option, emit, format_option, resolve
 from .events import session
 
-STATUS_COLUMNS = ("name", "version", "mode", "state", "is_current", "checkpoint", "lag_events", "lag_seconds",
-                  "held_by", "needs_rebuild", "last_error")
+# The table's columns (json and jsonl give every field).
+STATUS_COLUMNS = ("name", "version", "mode", "state", "lag_events", "held_by", "last_error")
 
 
 @click.group()
