@@ -120,8 +120,7 @@ class NatsPublisher:
         ensure_stream: bool = True,
         timeout: float = 10.0,
     ) -> None:
-        import nats
-
+        self.servers = list(servers) if not isinstance(servers, str) else servers
         self.stream = stream
         self.subject_prefix = subject_prefix
         self.duplicate_window = duplicate_window
@@ -130,19 +129,31 @@ class NatsPublisher:
         self._thread = threading.Thread(target=self._loop.run_forever, name="pyes-nats", daemon=True)
         self._thread.start()
         try:
-            self._nc = self._call(nats.connect(
-                list(servers) if not isinstance(servers, str) else servers,
-                connect_timeout=timeout, max_reconnect_attempts=-1, allow_reconnect=True,
-            ))
-            self._js = self._nc.jetstream(timeout=timeout)
+            self._connect()
             if ensure_stream:
                 self._call(self._ensure_stream())
         except BaseException:
             self._stop_loop()
             raise
 
+    def _connect(self) -> None:
+        """Connect (again). A few attempts only: an unreachable server fails the call, and the
+        relay's retries and backoff decide what happens next, rather than a client that waits
+        forever."""
+        import nats
+
+        self._nc = self._call(nats.connect(
+            self.servers, connect_timeout=self.timeout, max_reconnect_attempts=3, reconnect_time_wait=0.5,
+        ))
+        self._js = self._nc.jetstream(timeout=self.timeout)
+
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.timeout * 3)
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(self.timeout * 3)
+        except BaseException:
+            future.cancel()
+            raise
 
     async def _ensure_stream(self) -> None:
         from nats.js.api import StreamConfig
@@ -164,6 +175,8 @@ class NatsPublisher:
         return f"{self.subject_prefix}.{subject_token(message.event.category)}.{subject_token(message.event.type)}"
 
     def publish(self, message: Message) -> PublishResult:
+        if self._nc.is_closed:
+            self._connect()
         headers = dict(message.headers)
         headers["Nats-Msg-Id"] = message.dedup_id
         ack = self._call(self._js.publish(self.subject(message), message.body, headers=headers, stream=self.stream))
@@ -206,6 +219,9 @@ class Relay:
     ) -> None:
         self.publisher = publisher
         self.relay_stats = RelayStats()
+        # A broker outage should stall the relay, not park events: about 45 minutes of
+        # attempts (backoff capped at 30 s) before an event is parked.
+        worker_options.setdefault("max_attempts", 100)
         self.worker = SubscriptionWorker(source, name, self.handle, categories=categories, types=types, **worker_options)
 
     def handle(self, event: RecordedEvent) -> None:

@@ -413,7 +413,8 @@ class SubscriptionWorker:
         self.stop()
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.conninfo, autocommit=True, application_name=f"pyes:{self.name}"[:63])
+        return psycopg.connect(self.conninfo, autocommit=True, application_name=f"pyes:{self.name}"[:63],
+                               connect_timeout=10)
 
     def _start(self) -> None:
         self._conn = self._connect()

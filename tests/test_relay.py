@@ -235,3 +235,9 @@ def test_relay_run_command(store: EventStore, dsn: str, nats_url: str, stream_na
     assert result.returncode == 0, result.stderr
     assert "published 1 (0 duplicates dropped by the broker)" in result.stderr
     assert [m[0] for m in stored(nats_url, name)] == [f"{prefix}.ledger.Posted"]
+    unreachable = subprocess.run(
+        [sys.executable, "-c", "from pyes.cli import main; main()", "relay", "run", "cli-relay", "--dsn", dsn,
+         "--nats-url", f"nats://127.0.0.1:{_free_port()}", "--until-idle"],
+        cwd=REPO, timeout=60, check=False, capture_output=True, text=True,
+    )
+    assert unreachable.returncode == 1 and "cannot reach NATS JetStream" in unreachable.stderr

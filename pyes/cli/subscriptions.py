@@ -326,7 +326,10 @@ def relay_run(dsn: str | None, categories: tuple[str, ...], types: tuple[str, ..
     from ..relay import NatsPublisher, Relay
 
     _logging(log_level)
-    publisher = NatsPublisher(nats_url, stream=stream, subject_prefix=subject_prefix, duplicate_window=duplicate_window)
+    try:
+        publisher = NatsPublisher(nats_url, stream=stream, subject_prefix=subject_prefix, duplicate_window=duplicate_window)
+    except Exception as error:  # noqa: BLE001 - nats-py raises several kinds
+        raise click.ClickException(f"cannot reach NATS JetStream at {nats_url}: {type(error).__name__}: {error}") from None
     try:
         runner = Relay(resolve(dsn), name, publisher, categories=categories or None, types=types or None, start=start)
         runner.run(until_idle=until_idle)
