@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/peer.py
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/capture.py
+	$(BIN)/python bench/subscriptions.py
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check pyes tests bench examples migrations
