@@ -203,6 +203,26 @@ def set_trigger(dsn: str, enabled: bool) -> None:
         conn.execute(f"ALTER TABLE pyes.events {'ENABLE' if enabled else 'DISABLE'} TRIGGER events_notify")
 
 
+def comparisons(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ratios in the shape bench/report.py reads (an object with "ratio")."""
+    th, nc = result["throughput"], result["notify_cost"]
+    plain = th["events_per_s"]["plain_select"]["median"]
+    out = [
+        {"label": f"no-op subscriber, pages of {k.rsplit('_', 1)[1]} / plain paged SELECT", "ratio": ratio,
+         "pyes_median_events_per_s": th["events_per_s"][k]["median"], "reference_median_events_per_s": plain,
+         "target": None, "result": "report"}
+        for k, ratio in th["ratio_to_plain"].items()
+    ]
+    out += [
+        {"label": f"appends with NOTIFY / without, {w} writer(s)", "ratio": ratio,
+         "pyes_median_events_per_s": nc["appends_per_s"][f"notify_on_{w}"]["median"],
+         "reference_median_events_per_s": nc["appends_per_s"][f"notify_off_{w}"]["median"],
+         "target": None, "result": "report"}
+        for w, ratio in nc["ratio_on_to_off"].items()
+    ]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=300, help="latency samples (default 300)")
@@ -276,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             },
         }
 
+    result["comparisons"] = comparisons(result)
     result["machine"]["load_average_at_end"] = C.load_average()
     result["total_seconds"] = perf_counter() - started
     C.write_json(args.output, result)
