@@ -1,6 +1,7 @@
 """pyes: event sourcing that lives inside PostgreSQL, with a thin Python layer."""
 
 from .aggregate import REWIND_TYPE, Aggregate, Repository, Rewound, handles
+from .check import CheckReport, Problem, check
 from .commands import Command, CommandContext, CommandHandler, Handled, InvalidCommand
 from .errors import (
     CapturedTruncate,
@@ -17,6 +18,7 @@ from .errors import (
     InvalidCheckpoint,
     InvalidEvent,
     InvalidEventId,
+    InvalidEventSchema,
     InvalidEventType,
     InvalidExpectedVersion,
     InvalidInput,
@@ -27,7 +29,9 @@ from .errors import (
     InvalidSnapshotVersion,
     InvalidStreamId,
     InvalidSubscriptionArgument,
+    InvalidUpcaster,
     LeaseLost,
+    MissingEventField,
     NoPrimaryKey,
     NothingToRestore,
     ParkedEventNotFound,
@@ -39,6 +43,8 @@ from .errors import (
     ProjectionNotFound,
     PyesError,
     RestoreNeedsReason,
+    SchemaConflict,
+    SchemaNotFound,
     StreamDeleteForbidden,
     StreamNotFound,
     SubscriptionConflict,
@@ -47,8 +53,12 @@ from .errors import (
     TableNotCaptured,
     TemporalProjectionError,
     TransactionConflict,
+    UpcasterFailed,
+    UpcasterMissing,
     WrongExpectedVersion,
+    WrongFieldType,
 )
+from .evolution import json_schema, register_schemas, register_sql_upcaster
 from .projections import (
     BatchResult,
     Projections,
@@ -62,7 +72,7 @@ from .replay import replay
 from .serialization import SerializationError
 from .store import EventStore, retry_transaction
 from .subscriptions import Subscriptions, SubscriptionWorker, idempotent, record_processed
-from .typed import EventRegistry, GenericEvent, event, registry
+from .typed import EventRegistry, GenericEvent, MissingUpcaster, event, registry, upcaster
 
 __version__ = "0.1.0"
 
@@ -73,6 +83,7 @@ __all__ = [
     "BatchResult",
     "CaptureError",
     "CapturedTruncate",
+    "CheckReport",
     "Command",
     "CommandContext",
     "CommandHandler",
@@ -94,6 +105,7 @@ __all__ = [
     "InvalidCommand",
     "InvalidEvent",
     "InvalidEventId",
+    "InvalidEventSchema",
     "InvalidEventType",
     "InvalidExpectedVersion",
     "InvalidInput",
@@ -104,12 +116,16 @@ __all__ = [
     "InvalidSnapshotVersion",
     "InvalidStreamId",
     "InvalidSubscriptionArgument",
+    "InvalidUpcaster",
     "LeaseLost",
+    "MissingEventField",
+    "MissingUpcaster",
     "NatsPublisher",
     "NewEvent",
     "NoPrimaryKey",
     "NothingToRestore",
     "ParkedEventNotFound",
+    "Problem",
     "ProjectionBusy",
     "ProjectionExists",
     "ProjectionFailed",
@@ -127,6 +143,8 @@ __all__ = [
     "Repository",
     "RestoreNeedsReason",
     "Rewound",
+    "SchemaConflict",
+    "SchemaNotFound",
     "SerializationError",
     "StreamDeleteForbidden",
     "StreamNotFound",
@@ -138,12 +156,20 @@ __all__ = [
     "TableNotCaptured",
     "TemporalProjectionError",
     "TransactionConflict",
+    "UpcasterFailed",
+    "UpcasterMissing",
     "WrongExpectedVersion",
+    "WrongFieldType",
+    "check",
     "event",
     "handles",
     "idempotent",
+    "json_schema",
     "record_processed",
+    "register_schemas",
+    "register_sql_upcaster",
     "registry",
     "replay",
     "retry_transaction",
+    "upcaster",
 ]

@@ -236,6 +236,62 @@ class CapturedTruncate(CaptureError):
     sqlstate = "PE509"
 
 
+# -- schema evolution (PE6xx) ----------------------------------------------------------------
+
+
+class EventSchemaViolation(InvalidInput):
+    """PE601/PE602: an appended event does not fit the registered schema of its type and
+    version; nothing was appended."""
+
+
+class MissingEventField(EventSchemaViolation):
+    """PE601: a field the schema requires is missing from the event data."""
+
+    sqlstate = "PE601"
+
+
+class WrongFieldType(EventSchemaViolation):
+    """PE602: a field of the event data has another JSON type than the schema says."""
+
+    sqlstate = "PE602"
+
+
+class InvalidEventSchema(InvalidInput):
+    """PE603: a schema outside the supported JSON Schema subset, or a bad version or source."""
+
+    sqlstate = "PE603"
+
+
+class InvalidUpcaster(InvalidInput):
+    """PE604: an upcaster that cannot be registered (function signature, version, rename)."""
+
+    sqlstate = "PE604"
+
+
+class UpcasterMissing(PyesError):
+    """PE605: stored events of a version below the current one, with no step to the next."""
+
+    sqlstate = "PE605"
+
+
+class UpcasterFailed(PyesError):
+    """PE606: an upcaster returned something other than a JSON object."""
+
+    sqlstate = "PE606"
+
+
+class SchemaNotFound(PyesError):
+    """PE607: no such event schema or upcaster to unregister."""
+
+    sqlstate = "PE607"
+
+
+class SchemaConflict(PyesError):
+    """PE608: that version already has another schema (or that step another upcaster)."""
+
+    sqlstate = "PE608"
+
+
 class TransactionConflict(ConcurrencyError):
     """40001 or 40P01: run the whole transaction again (see :func:`pyes.retry_transaction`)."""
 
@@ -308,6 +364,8 @@ _BY_SQLSTATE: dict[str, type[PyesError]] = {
         ProjectionNotCaughtUp, ProjectionIsCurrent, TemporalProjectionError,
         NoPrimaryKey, TableNotCapturable, InvalidCaptureOption, TableNotCaptured, InvalidCaptureSetting,
         InvalidRowKey, NothingToRestore, RestoreNeedsReason, CapturedTruncate,
+        MissingEventField, WrongFieldType, InvalidEventSchema, InvalidUpcaster, UpcasterMissing, UpcasterFailed,
+        SchemaNotFound, SchemaConflict,
     )
     if cls.sqlstate
 }

@@ -55,4 +55,13 @@ BEGIN;
 \ir functions/113_capture_backfill.sql
 \ir functions/114_capture_time_travel.sql
 \ir functions/115_capture_restore.sql
+-- revision: pyes_0006
+\ir schema/009_event_schemas.sql
+\ir functions/120_event_schemas.sql
+\ir functions/121_event_upcasters.sql
+\ir functions/122_schema_versions.sql
+\ir functions/123_upcast.sql
+\ir functions/124_append_schema_check.sql
+\ir functions/125_upcast_reads.sql
+\ir functions/126_schema_drift.sql
 COMMIT;

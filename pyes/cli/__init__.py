@@ -34,13 +34,13 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from . import capture, db, domain, embedded, events, projections, subscriptions
+    from . import capture, check, db, domain, embedded, events, projections, subscriptions
 
     main.add_command(db.db)
     main.add_command(embedded.embedded)
     for group in (projections.COMMANDS + subscriptions.COMMANDS + capture.COMMANDS):
         main.add_command(group)
-    for command in events.COMMANDS + domain.COMMANDS:
+    for command in events.COMMANDS + domain.COMMANDS + check.COMMANDS:
         main.add_command(command)
 
 
