@@ -24,6 +24,11 @@ def downgrade() -> None:
         """
         DROP TRIGGER events_project_inline ON pyes.events;
         DROP TRIGGER events_notify ON pyes.events;
+        DROP TRIGGER projections_refresh_inline ON pyes.projections;
+        DROP FUNCTION pyes.projections_changed();
+        DROP FUNCTION pyes.refresh_inline_dispatch();
+        DROP FUNCTION pyes.inline_dispatch_source();
+        DROP FUNCTION pyes.raise_inline_failure(text,integer,pyes.events[],text,text,text);
         DROP FUNCTION pyes.advance_projection(text,integer,text,integer,boolean,xid8);
         DROP FUNCTION pyes.apply_batch_or_fail(pyes.projections,pyes.events[]);
         DROP FUNCTION pyes.apply_projection(pyes.projections,pyes.events[],text,boolean);

@@ -45,9 +45,8 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (SELECT format('%I.%I', n.nspname, p.proname)
-              FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-             WHERE p.oid = p_handler);
+    -- regproc's output is schema-qualified (the path holds only pg_catalog) and quoted.
+    RETURN p_handler::oid::regproc::text;
 END;
 $$;
 
