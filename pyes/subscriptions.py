@@ -531,7 +531,12 @@ class SubscriptionWorker:
     # -- the loop --------------------------------------------------------------------------
 
     def _loop(self, until_idle: bool) -> None:
-        quick = 0  # re-reads after a wake-up that found nothing (the commit may not be readable yet)
+        # After a notification whose read found nothing, the committed events may not be below
+        # the read line yet (an older transaction is still open somewhere): re-read at 4, 8,
+        # ... up to 250 ms apart for a while (at most 5 s or the poll interval) before going
+        # back to waiting for the next notification or poll.
+        quick = 0
+        hot_until = 0.0
         while not self._stop.is_set():
             try:
                 self._apply_assignment()
@@ -542,19 +547,20 @@ class SubscriptionWorker:
                 self._reconnect()
                 continue
             if progressed:
-                quick = 0
+                quick, hot_until = 0, 0.0
                 continue
             if until_idle and self._caught_up():
                 return
-            if quick:
-                delay = min(self.poll_interval, 0.002 * 2**quick)
-                quick = quick + 1 if quick < 7 else 0
+            now = time.monotonic()
+            if now < hot_until:
+                quick += 1
+                delay = min(0.25, 0.002 * 2 ** min(quick, 10), hot_until - now)
             else:
                 delay = self.poll_interval
             woke = self._wait(delay)
             if woke:
                 self.stats.notifications += 1
-                quick = 1
+                quick, hot_until = 0, time.monotonic() + min(self.poll_interval, 5.0)
             else:
                 self.stats.polls += 1
 
