@@ -24,6 +24,7 @@ from test_projections import (
 from pyes import (
     EventStore,
     NewEvent,
+    ProjectionBusy,
     ProjectionIsCurrent,
     ProjectionNotCaughtUp,
     Projections,
@@ -337,3 +338,20 @@ def test_temporal_projection_refuses_handlers_that_pin_their_path(projections: P
     assert "search_path" in (raised.value.detail or "")
     with store.connection() as conn:
         assert conn.execute("SELECT to_regnamespace('elsewhere')").fetchone() == (None,)
+
+
+@pytest.mark.timeout(60)
+def test_a_reset_gives_up_when_a_reader_keeps_the_table(projections: Projections, store: EventStore,
+                                                        connect: Any) -> None:
+    register_balances(projections)
+    store.append("account-1", [opened(), deposit("3.00")])
+    reader = connect()
+    reader.execute("SELECT * FROM bank.balances")  # a transaction left open on the table
+    with pytest.raises(ProjectionBusy) as raised:
+        projections.reset("balances")
+    assert raised.value.sqlstate == "PE305"
+    assert "bank.balances" in (raised.value.detail or "")
+    reader.rollback()
+    store.append("account-1", [deposit("1.00")])  # appends were held back only while it tried
+    assert balances(store) == {"account-1": Decimal("4.00")}
+    assert state(store, "balances").state == "running"

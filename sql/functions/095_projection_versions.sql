@@ -13,14 +13,27 @@ AS $$
 DECLARE
     v pyes.projections := pyes.projection_row(p_name, p_version, true);
     v_table text;
+    v_previous text;
 BEGIN
     IF v.mode = 'inline' AND v.state = 'running' THEN
         -- No append may apply it inline between the TRUNCATE and this commit.
         PERFORM pyes.lock_appends();
     END IF;
+    -- TRUNCATE waits for every open transaction that read the table; appends may be held
+    -- back meanwhile, so give up (PE305) rather than wait without end.
+    v_previous := current_setting('lock_timeout');
+    PERFORM set_config('lock_timeout', '5s', true);
     FOREACH v_table IN ARRAY v.tables LOOP
-        EXECUTE format('TRUNCATE %I.%I', v.schema_name, v_table);
+        BEGIN
+            EXECUTE format('TRUNCATE %I.%I', v.schema_name, v_table);
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE EXCEPTION 'projection % cannot be reset now', quote_literal(p_name)
+                USING ERRCODE = 'PE305',
+                      DETAIL = format('Emptying %I.%I waited 5 seconds for transactions that still use the table.', v.schema_name, v_table),
+                      HINT = 'End the open transactions that read the table (pg_stat_activity shows them), then reset again.';
+        END;
     END LOOP;
+    PERFORM set_config('lock_timeout', v_previous, true);
     UPDATE pyes.projections r
        SET state = CASE r.mode WHEN 'inline' THEN 'catching_up' ELSE 'running' END,
            checkpoint_xid = '0', checkpoint_position = 0, events_processed = 0,
