@@ -424,7 +424,7 @@ def fmt_rate(x: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=6, help="rounds per shape (default 6)")
-    parser.add_argument("--seconds", type=float, default=1.2, help="target duration of one measurement (default 1.2)")
+    parser.add_argument("--seconds", type=float, default=0.8, help="target duration of one measurement (default 0.8)")
     parser.add_argument("--output", type=Path, default=C.RESULTS / "append.json")
     parser.add_argument("--seed", type=int, default=20251126)
     args = parser.parse_args(argv)

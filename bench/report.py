@@ -31,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
 
-ORDER = ("append", "concurrency", "concurrency_no_notify", "reads", "snapshots", "peer")
+ORDER = ("append", "concurrency", "concurrency_no_notify", "notify", "reads", "snapshots", "peer")
 KEY_SETTINGS = ("fsync", "synchronous_commit", "wal_level", "shared_buffers", "full_page_writes",
                 "wal_sync_method", "commit_delay", "jit")
 
@@ -176,6 +176,13 @@ def ratios_peer(d: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def ratios_notify(d: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"group": "pgbench", "what": c["label"], "pyes": c["pyes_median_events_per_s"],
+             "reference": c["reference_median_events_per_s"], "unit": "transactions/s", "ratio": c["ratio"],
+             "target": c["target"], "result": c["result"], "per_round": c["per_round_ratios"]}
+            for c in d.get("comparisons", [])]
+
+
 def ratios_generic(d: Any, path: str = "") -> list[dict[str, Any]]:
     """Any object with a numeric "ratio" in a benchmark this script does not know."""
     out: list[dict[str, Any]] = []
@@ -197,7 +204,7 @@ def ratios_generic(d: Any, path: str = "") -> list[dict[str, Any]]:
 
 
 RATIOS = {"append": ratios_append, "concurrency": ratios_concurrency, "concurrency_no_notify": ratios_concurrency,
-          "reads": ratios_reads,
+          "notify": ratios_notify, "reads": ratios_reads,
           "snapshots": ratios_snapshots, "peer": ratios_peer}
 
 
