@@ -97,7 +97,7 @@ def _describe(holder: Any) -> _Handler:
                     if getattr(member, "_pyes_handles", None) is not None)
     declared = getattr(holder, "event_types", None) or getattr(holder, "types", None)
     name = getattr(holder, "name", None)
-    label = f"{cls.__qualname__}" + (f" ({name})" if isinstance(name, str) else "")
+    label = f"{cls.__name__}" + (f" ({name})" if isinstance(name, str) else "")
     return _Handler(label, tuple(declared) if declared else None, handled)
 
 
@@ -196,8 +196,8 @@ def _run(conn: psycopg.Connection[Any], registry: EventRegistry, holders: list[A
         registered = db_schemas.get((t, v))
         if registered is None:
             report.problems.append(Problem("schema_not_registered", f"{t} v{v}",
-                                           f"{cls.__qualname__} is not registered in the database, so appends are not checked "
-                                           "and SQL readers do not know this version: run pyes check --register"))
+                                           f"{cls.__qualname__} is not registered in the database (appends are not "
+                                           "checked, SQL readers do not know this version): pyes check --register"))
         elif registered != json_schema(cls):
             report.problems.append(Problem("schema_differs", f"{t} v{v}",
                                            f"{cls.__qualname__} has the fields {json_schema(cls)['properties']}, the database "
@@ -206,8 +206,8 @@ def _run(conn: psycopg.Connection[Any], registry: EventRegistry, holders: list[A
     for (t, v), (to, fn) in sorted(py_steps.items()):
         if (t, v) not in db_steps:
             report.problems.append(Problem("upcaster_not_registered", f"{t} v{v}",
-                                           f"the Python upcaster {fn.__qualname__} is not declared in the database, so SQL "
-                                           "readers report its step as missing: run pyes check --register"))
+                                           f"the Python upcaster {fn.__qualname__} is not declared in the database (SQL "
+                                           "readers report its step as missing): pyes check --register"))
     # 2. Handlers of a type handle its current version.
     declared_count = 0
     for holder in holders:
