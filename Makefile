@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/notify.py
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/capture.py
+	$(BIN)/python bench/subscriptions.py
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check pyes tests bench examples migrations
