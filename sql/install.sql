@@ -64,4 +64,5 @@ BEGIN;
 \ir functions/124_append_schema_check.sql
 \ir functions/125_upcast_reads.sql
 \ir functions/126_schema_drift.sql
+\ir functions/127_projection_evolution.sql
 COMMIT;

@@ -39,6 +39,8 @@ def downgrade() -> None:
         DROP FUNCTION pyes.fail_projection(text,integer,uuid,text,text);
         DROP FUNCTION pyes.failing_event(pyes.projections,pyes.events[],text);
         DROP FUNCTION pyes.handler_name(regprocedure);
+        DROP FUNCTION pyes.upcast_for_projection(pyes.events[]);
+        DROP FUNCTION pyes.projection_type_names(text[]);
         DROP FUNCTION pyes.invalid_projection(text,text,text);
         DROP FUNCTION pyes.lock_appends(interval);
         DROP FUNCTION pyes.notify_events();

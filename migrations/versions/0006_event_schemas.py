@@ -19,9 +19,18 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Everything this revision created, and the view it redefined put back as revision
-    # pyes_0001 made it (the read functions select from it), before what it used is dropped.
+    # Everything this revision created, and the view and projection hooks it redefined put
+    # back as earlier revisions made them (the read functions select from the view), before
+    # what they used is dropped.
     run_script((sql_dir() / "functions" / "012_recorded_events.sql").read_text())
+    run_script(
+        """
+        DROP TRIGGER projections_tag_reset ON pyes.projections;
+        DROP TRIGGER projections_tag_registered ON pyes.projections;
+        DROP FUNCTION pyes.tag_projection_schema_versions();
+        """
+    )
+    run_script((sql_dir() / "functions" / "091_projection_apply.sql").read_text())
     run_script(
         """
         DROP TRIGGER events_check_schema ON pyes.events;

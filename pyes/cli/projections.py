@@ -138,7 +138,7 @@ def rebuild(dsn: str | None, name: str, version: int | None, batch: int) -> None
             row = conn.execute(
                 "SELECT count(*) FROM pyes.events e, pyes.projections p WHERE p.name = %s"
                 " AND (p.version = %s OR (%s::int IS NULL AND p.is_current))"
-                " AND (p.event_types IS NULL OR e.type = ANY (p.event_types) OR e.type = '$rewind')",
+                " AND (p.event_types IS NULL OR e.type = ANY (pyes.projection_type_names(p.event_types)) OR e.type = '$rewind')",
                 (name, version, version),
             ).fetchone()
         total = int(row[0]) if row else 0

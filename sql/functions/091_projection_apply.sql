@@ -38,6 +38,33 @@ BEGIN
 END;
 $$;
 
+-- Hooks for schema evolution. Here (revision pyes_0003) they change nothing; the event
+-- schemas revision (sql/functions/127_projection_evolution.sql) replaces them, so that
+-- handlers receive events in their current shape and a type filter also finds the events
+-- stored under a type's former names.
+
+-- The events as handlers receive them.
+CREATE OR REPLACE FUNCTION pyes.upcast_for_projection(p_events pyes.events[])
+RETURNS pyes.events[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN p_events;
+END;
+$$;
+
+-- The stored type names whose events a filter on p_types must read (NULL: every type).
+CREATE OR REPLACE FUNCTION pyes.projection_type_names(p_types text[])
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN p_types;
+END;
+$$;
+
 -- "schema.function" of a handler, for dynamic calls.
 CREATE OR REPLACE FUNCTION pyes.handler_name(p_handler regprocedure)
 RETURNS text
@@ -74,11 +101,11 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN ARRAY(
+    RETURN pyes.upcast_for_projection(ARRAY(
         SELECT e FROM pyes.events e
          WHERE e.stream_id = p_stream_id AND e.version = ANY (p_versions)
-           AND (p.event_types IS NULL OR e.type = ANY (p.event_types))
-         ORDER BY CASE WHEN p_descending THEN -e.version ELSE e.version END);
+           AND (p.event_types IS NULL OR e.type = ANY (pyes.projection_type_names(p.event_types)))
+         ORDER BY CASE WHEN p_descending THEN -e.version ELSE e.version END));
 END;
 $$;
 

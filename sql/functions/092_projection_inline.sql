@@ -78,7 +78,7 @@ $block$,
         RETURN E'\nBEGIN\n    -- No inline projection runs now.\n    RETURN NULL;\nEND;\n';
     END IF;
     RETURN E'\nDECLARE\n    v_all pyes.events[];\n    v_events pyes.events[];\n    v_state text;\n    v_message text;\n    v_detail text;\n'
-        || E'BEGIN\n    v_all := ARRAY(SELECT e::pyes.events FROM new_events AS e ORDER BY e.position);\n'
+        || E'BEGIN\n    v_all := pyes.upcast_for_projection(ARRAY(SELECT e::pyes.events FROM new_events AS e ORDER BY e.position));\n'
         || v_blocks || E'    RETURN NULL;\nEND;\n';
 END;
 $$;

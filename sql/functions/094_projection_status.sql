@@ -85,7 +85,7 @@ BEGIN
               INTO v_behind
               FROM pyes.events e
              WHERE (e.transaction_id, e.position) > (p.checkpoint_xid, p.checkpoint_position)
-               AND (p.event_types IS NULL OR e.type = ANY (p.event_types) OR e.type = '$rewind');
+               AND (p.event_types IS NULL OR e.type = ANY (pyes.projection_type_names(p.event_types)) OR e.type = '$rewind');
             lag_events := v_behind.n;
             lag_seconds := coalesce(extract(epoch FROM now() - v_behind.oldest)::double precision, 0);
             IF v_behind.held > 0 THEN

@@ -63,18 +63,18 @@ BEGIN
     p.checkpoint_xid := '0';
     p.checkpoint_position := 0;
     LOOP
-        v_events := ARRAY(
+        v_events := pyes.upcast_for_projection(ARRAY(
             SELECT e FROM pyes.events e
              WHERE (e.transaction_id, e.position) > (p.checkpoint_xid, p.checkpoint_position)
                AND e.recorded_at <= p_at
-               AND (p.event_types IS NULL OR e.type = ANY (p.event_types) OR e.type = '$rewind')
+               AND (p.event_types IS NULL OR e.type = ANY (pyes.projection_type_names(p.event_types)) OR e.type = '$rewind')
              ORDER BY e.transaction_id, e.position
-             LIMIT 10000);
+             LIMIT 10000));
         v_n := cardinality(v_events);
         EXIT WHEN v_n = 0;
         PERFORM pyes.apply_projection(p, v_events, p_into_schema, true);
         v_count := v_count + v_n;
-        p.checkpoint_xid := (v_events[v_n]).transaction_id;
+        p.checkpoint_xid := (v_events[v_n]).transaction_id;  -- upcasting keeps the position columns
         p.checkpoint_position := (v_events[v_n]).position;
     END LOOP;
     RETURN v_count;
