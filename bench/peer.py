@@ -21,6 +21,8 @@ bench/_common.py), saved by its repository.
   replay    load one aggregate of 1,000 events, no snapshots, no cache. pyes:
             Repository.load(use_snapshots=False); eventsourcing: app.repository.get.
             reference: plain SELECT of the 1,000 rows' data by version, fetched into Python.
+            Both save shapes also run pyes without its Repository's transaction (report only):
+            EventStore.append of the aggregate's pending events in autocommit, one round trip.
   writers4  4 writer processes, one event per save, each to its own 10 aggregates, for a
             fixed time; pyes and eventsourcing.
 
@@ -189,6 +191,20 @@ class Sides:
                 save(agg)
                 n += batch
                 i += 1
+        elif side == "pyes_append":
+            # What Repository.save does without its transaction: one EventStore.append in
+            # autocommit (one statement, one round trip instead of BEGIN, append, COMMIT).
+            aggs, append, to_new = self.pyes_aggs, self.store.append, peer_registry.to_new_event
+            while time.perf_counter() < deadline:
+                agg = aggs[i % len(aggs)]
+                for _ in range(batch):
+                    agg.deposit(**pays[k % npay])
+                    k += 1
+                r = append(agg.stream_id, [to_new(e) for e in agg.pending_events], agg.version)
+                agg.version = r.stream_version
+                agg._pending.clear()
+                n += batch
+                i += 1
         elif side == "eventsourcing":
             aggs, esave = self.es_aggs, self.app.save
             while time.perf_counter() < deadline:
@@ -216,7 +232,7 @@ class Sides:
                     self.ref_tx.commit()
                 n += batch
                 i += 1
-        self.written[side] += n
+        self.written["pyes" if side.startswith("pyes") else side] += n
         return n
 
 
@@ -339,8 +355,8 @@ def main(argv: list[str] | None = None) -> int:
 
     result["peer"]["version"] = version("eventsourcing")
     shapes: dict[str, dict[str, list[dict[str, Any]]]] = {
-        "save1": {"pyes": [], "eventsourcing": [], "reference": []},
-        "save100": {"pyes": [], "eventsourcing": [], "reference": []},
+        "save1": {"pyes": [], "eventsourcing": [], "reference": [], "pyes_append": []},
+        "save100": {"pyes": [], "eventsourcing": [], "reference": [], "pyes_append": []},
         "replay": {"pyes": [], "eventsourcing": [], "reference": []},
         "writers4": {"pyes": [], "eventsourcing": []},
     }
@@ -363,17 +379,18 @@ def main(argv: list[str] | None = None) -> int:
             ids = replay_setup(sides, dsn)
             pays = payloads(random.Random(1), 1000)
             # Warm-up: prepares statements, fills caches, creates the streams.
-            for side in ("pyes", "eventsourcing", "reference"):
+            for side in ("pyes", "eventsourcing", "reference", "pyes_append"):
                 sides.run(side, 1, pays, time.perf_counter() + 0.3)
                 sides100.run(side, 100, pays, time.perf_counter() + 0.3)
-                run_replay(sides, side, ids, time.perf_counter() + 0.2)
+                if side != "pyes_append":
+                    run_replay(sides, side, ids, time.perf_counter() + 0.2)
             for rnd in range(args.rounds):
-                for side in rotate(["pyes", "eventsourcing", "reference"], rnd):
+                for side in rotate(["pyes", "eventsourcing", "reference", "pyes_append"], rnd):
                     t0 = time.perf_counter()
                     n = sides.run(side, 1, pays, t0 + args.seconds)
                     dt = time.perf_counter() - t0
                     shapes["save1"][side].append({"round": rnd + 1, "events": n, "seconds": dt, "events_per_s": n / dt})
-                for side in rotate(["pyes", "eventsourcing", "reference"], rnd):
+                for side in rotate(["pyes", "eventsourcing", "reference", "pyes_append"], rnd):
                     t0 = time.perf_counter()
                     n = sides100.run(side, 100, pays, t0 + args.seconds)
                     dt = time.perf_counter() - t0
@@ -422,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- figures ---------------------------------------------------------------------------
     out_shapes: dict[str, Any] = {}
-    rows, misses = [], []
+    rows, misses, extra = [], [], []
     labels = {
         "save1": "1 event / save, 100 aggregates",
         "save100": "100 events / save, 10 aggregates",
@@ -446,7 +463,12 @@ def main(argv: list[str] | None = None) -> int:
             "result": verdict,
             "pyes_over_reference": med["pyes"] / med["reference"] if "reference" in med else None,
             "eventsourcing_over_reference": med["eventsourcing"] / med["reference"] if "reference" in med else None,
+            "pyes_append_over_eventsourcing": med["pyes_append"] / med["eventsourcing"] if "pyes_append" in med else None,
         }
+        if "pyes_append" in med:
+            extra.append(f"{labels[name]}: pyes EventStore.append in autocommit {med['pyes_append']:,.0f} events/s, "
+                         f"{med['pyes_append'] / med['eventsourcing']:.2f} x eventsourcing, "
+                         f"{med['pyes_append'] / med['reference']:.2f} x plain SQL")
         rows.append([
             labels[name], f"{med['pyes']:,.0f}", f"{med['eventsourcing']:,.0f}",
             f"{med['reference']:,.0f}" if "reference" in med else "-",
@@ -466,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
                   [False, True, True, True, True, True, True, True, False, False]))
     print("\nplain SQL: one INSERT in autocommit (1 / save), executemany + COMMIT (100 / save), "
           "SELECT by version (replay).")
+    for line in extra:
+        print(line)
     for miss in misses:
         print(f"MISSED  {miss}")
     print(f"\nchecks passed: every table holds exactly the events written; {result['total_seconds']:.0f} s in all")

@@ -168,6 +168,12 @@ def ratios_peer(d: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"group": s["label"], "what": "pyes / eventsourcing", "pyes": m["pyes"],
                     "reference": m["eventsourcing"], "unit": "events/s", "ratio": s["pyes_over_eventsourcing"],
                     "target": s["target"], "result": s["result"], "per_round": s.get("per_round_ratios")})
+        if m.get("pyes_append"):
+            out.append({"group": s["label"], "what": "pyes EventStore.append in autocommit (no Repository "
+                        "transaction) / eventsourcing", "pyes": m["pyes_append"], "reference": m["eventsourcing"],
+                        "unit": "events/s", "ratio": m["pyes_append"] / m["eventsourcing"], "target": None,
+                        "result": "report", "per_round": [a["events_per_s"] / b["events_per_s"] for a, b in zip(
+                            s["rounds"]["pyes_append"], s["rounds"]["eventsourcing"])]})
         if m.get("reference"):
             out.append({"group": s["label"], "what": "pyes / plain SQL (eventsourcing / plain SQL: "
                         f"{s['eventsourcing_over_reference']:.2f})", "pyes": m["pyes"], "reference": m["reference"],
