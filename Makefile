@@ -35,9 +35,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/concurrency.py
 	$(BIN)/python bench/peer.py
 	$(BIN)/python bench/notify.py
-	$(BIN)/python bench/report.py
+	$(BIN)/python bench/projections.py
 	$(BIN)/python bench/capture.py
 	$(BIN)/python bench/subscriptions.py
+	$(BIN)/python bench/report.py
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check pyes tests bench examples migrations
