@@ -260,14 +260,20 @@ class Repository(Generic[A]):
             return None
         events = [self.registry.to_new_event(event, metadata=metadata, correlation_id=correlation_id,
                                              causation_id=causation_id) for event in pending]
-        with self._conn(conn) as c:
-            result = self.store.append(aggregate.stream_id, events, aggregate.version, conn=c)
-            due = self.snapshot_every is not None and (
-                result.stream_version // self.snapshot_every > aggregate.version // self.snapshot_every)
-            if snapshot or due:
-                self.store.save_snapshot(aggregate.stream_id, aggregate.aggregate_type,
-                                         aggregate.snapshot_schema_version, result.stream_version,
-                                         aggregate.snapshot_state(), conn=c)
+        # The append expects the loaded version exactly, so the new version is known now.
+        new_version = aggregate.version + len(events)
+        due = self.snapshot_every is not None and (
+            new_version // self.snapshot_every > aggregate.version // self.snapshot_every)
+        if conn is None and not (snapshot or due):
+            # Nothing else to write: one statement in autocommit, one round trip.
+            result = self.store.append(aggregate.stream_id, events, aggregate.version)
+        else:
+            with self._conn(conn) as c:
+                result = self.store.append(aggregate.stream_id, events, aggregate.version, conn=c)
+                if snapshot or due:
+                    self.store.save_snapshot(aggregate.stream_id, aggregate.aggregate_type,
+                                             aggregate.snapshot_schema_version, result.stream_version,
+                                             aggregate.snapshot_state(), conn=c)
         aggregate.version = result.stream_version
         aggregate._pending.clear()
         return result

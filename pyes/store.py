@@ -21,6 +21,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from . import jsonio
 from .errors import is_retryable, translate
 from .records import (
     RECORDED_COLUMNS,
@@ -64,7 +65,8 @@ class EventStore:
             # Autocommit: a call the store owns is one statement, hence one transaction and
             # one round trip (no BEGIN, no COMMIT). connection() opens a real transaction.
             self._pool = ConnectionPool(
-                source, min_size=min_size, max_size=max_size, open=True, kwargs={"autocommit": True}
+                source, min_size=min_size, max_size=max_size, open=True, kwargs={"autocommit": True},
+                configure=jsonio.configure,
             )
             self._owns_pool = True
         self._dumps = json_dumps
