@@ -152,13 +152,16 @@ def payloads(rng: random.Random, n: int) -> list[dict[str, Any]]:
 class Sides:
     """pyes, eventsourcing and plain SQL in one process, with their aggregates."""
 
-    def __init__(self, dsn: str, tag: str, n_aggregates: int) -> None:
+    def __init__(self, dsn: str, tag: str, n_aggregates: int, *, create_tables: bool = True) -> None:
         self.store = EventStore(dsn, min_size=1, max_size=1)
         self.store.pool.wait()
         self.repo = Repository(self.store, PeerAccount, registry=peer_registry)
         EsAccount, PeerBank = es_classes()
         self.EsAccount = EsAccount
-        self.app = PeerBank(env=es_env(dsn))
+        # Writer processes start together: only the parent creates eventsourcing's tables (its
+        # CREATE TABLE IF NOT EXISTS, run by several processes at once, fails with
+        # "tuple concurrently updated").
+        self.app = PeerBank(env={**es_env(dsn), "CREATE_TABLE": "y" if create_tables else "n"})
         self.ref = psycopg.connect(dsn, autocommit=True)
         self.ref_tx = psycopg.connect(dsn)
         self.ref_ids = [f"account-{tag}-{i}" for i in range(n_aggregates)]
@@ -239,7 +242,7 @@ class Sides:
 def writer_main(dsn: str, side: str, tag: str, seconds: float, start_at: float, seed: int,
                 out: Any) -> None:
     try:
-        sides = Sides(dsn, tag, 10)
+        sides = Sides(dsn, tag, 10, create_tables=False)
         pays = payloads(random.Random(seed), 200)
         time.sleep(max(0.0, start_at - time.time()))
         t0 = time.perf_counter()

@@ -136,9 +136,10 @@ def rebuild(dsn: str | None, name: str, version: int | None, batch: int) -> None
         manager.reset(name, version)
         with store.connection() as conn:
             row = conn.execute(
-                "SELECT count(*) FROM pyes.events e, pyes.projections p WHERE p.name = %s"
-                " AND (p.version = %s OR (%s::int IS NULL AND p.is_current))"
-                " AND (p.event_types IS NULL OR e.type = ANY (pyes.projection_type_names(p.event_types)) OR e.type = '$rewind')",
+                "WITH p AS MATERIALIZED (SELECT pyes.projection_type_names(event_types) AS types FROM pyes.projections"
+                "           WHERE name = %s AND (version = %s OR (%s::int IS NULL AND is_current)))"
+                " SELECT count(*) FROM pyes.events e, p"
+                " WHERE p.types IS NULL OR e.type = ANY (p.types) OR e.type = '$rewind'",
                 (name, version, version),
             ).fetchone()
         total = int(row[0]) if row else 0

@@ -100,11 +100,14 @@ RETURNS pyes.events[]
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    -- Worked out once, not per row.
+    v_types text[] := pyes.projection_type_names(p.event_types);
 BEGIN
     RETURN pyes.upcast_for_projection(ARRAY(
         SELECT e FROM pyes.events e
          WHERE e.stream_id = p_stream_id AND e.version = ANY (p_versions)
-           AND (p.event_types IS NULL OR e.type = ANY (pyes.projection_type_names(p.event_types)))
+           AND (v_types IS NULL OR e.type = ANY (v_types))
          ORDER BY CASE WHEN p_descending THEN -e.version ELSE e.version END));
 END;
 $$;

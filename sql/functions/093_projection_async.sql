@@ -14,12 +14,15 @@ RETURNS pyes.events[]
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    -- Worked out once, not per row.
+    v_types text[] := pyes.projection_type_names(p.event_types);
 BEGIN
     RETURN pyes.upcast_for_projection(ARRAY(
         SELECT e FROM pyes.events e
          WHERE (e.transaction_id, e.position) > (p.checkpoint_xid, p.checkpoint_position)
            AND (p_below IS NULL OR e.transaction_id < p_below)
-           AND (p.event_types IS NULL OR e.type = ANY (pyes.projection_type_names(p.event_types)) OR e.type = '$rewind')
+           AND (v_types IS NULL OR e.type = ANY (v_types) OR e.type = '$rewind')
          ORDER BY e.transaction_id, e.position
          LIMIT p_max_count));
 END;

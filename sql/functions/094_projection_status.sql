@@ -59,6 +59,7 @@ DECLARE
     v_xmin xid8 := pg_snapshot_xmin(pg_current_snapshot());
     p pyes.projections;
     v_behind record;
+    v_types text[];
 BEGIN
     FOR p IN SELECT * FROM pyes.projections r WHERE p_name IS NULL OR r.name = p_name ORDER BY r.name, r.version LOOP
         name := p.name;
@@ -80,12 +81,13 @@ BEGIN
             lag_events := 0;  -- applied in the appending transactions themselves
             lag_seconds := 0;
         ELSE
+            v_types := pyes.projection_type_names(p.event_types);  -- once, not per row
             SELECT count(*) AS n, min(e.recorded_at) AS oldest,
                    count(*) FILTER (WHERE e.transaction_id >= v_xmin) AS held
               INTO v_behind
               FROM pyes.events e
              WHERE (e.transaction_id, e.position) > (p.checkpoint_xid, p.checkpoint_position)
-               AND (p.event_types IS NULL OR e.type = ANY (pyes.projection_type_names(p.event_types)) OR e.type = '$rewind');
+               AND (v_types IS NULL OR e.type = ANY (v_types) OR e.type = '$rewind');
             lag_events := v_behind.n;
             lag_seconds := coalesce(extract(epoch FROM now() - v_behind.oldest)::double precision, 0);
             IF v_behind.held > 0 THEN

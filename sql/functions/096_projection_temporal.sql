@@ -24,6 +24,7 @@ DECLARE
     v_after record;
     v_count bigint := 0;
     v_n integer;
+    v_types text[];
 BEGIN
     SELECT * INTO p FROM pyes.projections r
      WHERE r.name = p_name AND (r.version = p_version OR (p_version IS NULL AND r.is_current));
@@ -59,6 +60,7 @@ BEGIN
         EXECUTE format('CREATE TABLE %I.%I (LIKE %I.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)',
                        p_into_schema, v_table, p.schema_name, v_table);
     END LOOP;
+    v_types := pyes.projection_type_names(p.event_types);  -- once, not per row
     -- Every event recorded up to p_at, in the global order; from the start of history.
     p.checkpoint_xid := '0';
     p.checkpoint_position := 0;
@@ -67,7 +69,7 @@ BEGIN
             SELECT e FROM pyes.events e
              WHERE (e.transaction_id, e.position) > (p.checkpoint_xid, p.checkpoint_position)
                AND e.recorded_at <= p_at
-               AND (p.event_types IS NULL OR e.type = ANY (pyes.projection_type_names(p.event_types)) OR e.type = '$rewind')
+               AND (v_types IS NULL OR e.type = ANY (v_types) OR e.type = '$rewind')
              ORDER BY e.transaction_id, e.position
              LIMIT 10000));
         v_n := cardinality(v_events);
