@@ -13,7 +13,6 @@ import orjson
 import psycopg
 from psycopg.types.json import set_json_loads
 
-
 # 19 digits in a row may be an integer beyond 64 bits, which orjson would turn into a float.
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
