@@ -22,7 +22,7 @@ IMMUTABLE = {"checkpoint_token", "parse_checkpoint", "validate_stream_id",
 # Each area adds its own functions here (one line per area keeps parallel work apart).
 READ_ONLY |= {"projection_status", "handler_name", "effective_versions", "stream_events_for", "check_projection_handler",
               "validate_projection", "projection_batch", "xmin_holder", "last_event_below",
-              "inline_dispatch_source",
+              "inline_dispatch_source", "inline_dispatch_current",
               "upcast_for_projection", "projection_type_names"}  # projections
 READ_ONLY |= {"get_subscription", "read_subscription", "check_parked_ids", "read_window", "window_bounds"}  # subscriptions
 READ_ONLY |= {"capture_metadata", "capture_correlation_id", "capture_registered", "capture_row_stream", "capture_fold", "capture_row_at", "capture_rows_at", "capture_history", "capture_list"}  # capture

@@ -83,23 +83,35 @@ $block$,
 END;
 $$;
 
+-- The source pyes.project_inline() has now (NULL before it is first generated).
+CREATE OR REPLACE FUNCTION pyes.inline_dispatch_current()
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT f.prosrc FROM pg_catalog.pg_proc f WHERE f.oid = to_regprocedure('pyes.project_inline()'));
+END;
+$$;
+
 -- (Re)generate pyes.project_inline() if the set of running inline projections changed.
 CREATE OR REPLACE FUNCTION pyes.refresh_inline_dispatch()
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_source text;
 BEGIN
+    -- Most registry changes (a batch moving a checkpoint) leave the source as it is: compare
+    -- first, so that they take no lock.
+    IF pyes.inline_dispatch_source() IS NOT DISTINCT FROM pyes.inline_dispatch_current() THEN
+        RETURN;
+    END IF;
     -- One regeneration at a time (two concurrent CREATE OR REPLACE would collide), each from
     -- the registry as it is once the previous one committed.
     PERFORM pg_advisory_xact_lock(hashtextextended('pyes.inline_dispatch', 0));
-    v_source := pyes.inline_dispatch_source();
-    IF v_source IS DISTINCT FROM (SELECT f.prosrc FROM pg_catalog.pg_proc f
-                                   WHERE f.oid = to_regprocedure('pyes.project_inline()')) THEN
+    IF pyes.inline_dispatch_source() IS DISTINCT FROM pyes.inline_dispatch_current() THEN
         EXECUTE format('CREATE OR REPLACE FUNCTION pyes.project_inline() RETURNS trigger LANGUAGE plpgsql VOLATILE'
-                       ' SET search_path = pg_catalog, pg_temp AS %L', v_source);
+                       ' SET search_path = pg_catalog, pg_temp AS %L', pyes.inline_dispatch_source());
     END IF;
 END;
 $$;
