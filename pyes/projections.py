@@ -376,23 +376,31 @@ class ProjectionWorker:
         progressed = True
         while progressed and not self.stopping:
             progressed = False
-            for status in self.projections.status():
+            for name, version, runs_in_python in self._due():
                 if self.stopping:
                     break
-                if not status.due:
-                    continue
-                if status.runner == "python":
-                    projection = self.python.get((status.name, status.version))
+                if runs_in_python:
+                    projection = self.python.get((name, version))
                     if projection is None:
                         continue  # another worker runs the Python code of that one
                     result = self.projections.run_python_once(projection, max_count=self.max_count)
                 else:
-                    result = self.projections.run_once(status.name, status.version, max_count=self.max_count)
+                    result = self.projections.run_once(name, version, max_count=self.max_count)
                 self.batches += 1
                 total += result.processed
                 if not result.busy and not result.caught_up and result.state in ("running", "catching_up"):
                     progressed = True
         return total
+
+    def _due(self) -> list[tuple[str, int, bool]]:
+        """(name, version, run by Python) of the projections a worker has work for: read from
+        the registry alone (the status's lag counts would scan the events on every pass)."""
+        with self.projections.store.pool.connection() as c:
+            rows = c.execute(
+                "SELECT name, version, handler IS NULL FROM pyes.projections"
+                " WHERE state = 'catching_up' OR (state = 'running' AND mode = 'async') ORDER BY name, version"
+            ).fetchall()
+        return [(str(n), int(v), bool(py)) for n, v, py in rows]
 
     def run(self) -> None:
         """Run until :meth:`stop` (or SIGTERM after :meth:`install_signal_handlers`)."""
