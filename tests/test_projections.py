@@ -423,3 +423,28 @@ def test_a_projection_held_by_another_session_is_busy(projections: Projections, 
     assert (result.busy, result.processed) == (True, 0)
     holder.rollback()
     assert projections.run_once("daily_activity").processed == 1
+
+
+@pytest.mark.parametrize("statement", [
+    "SELECT pyes.lock_appends(NULL)",
+    "SELECT pyes.lock_appends('-1 second')",
+    "SELECT * FROM pyes.claim_projection_batch('daily_activity', 1, 10, NULL)",
+    "SELECT pyes.advance_projection('daily_activity', 1, NULL, -1, false, NULL)",
+    "SELECT pyes.fail_projection('daily_activity', NULL, NULL, NULL, 'x')",
+    "SELECT pyes.switch_projection('daily_activity', NULL)",
+])
+def test_projection_functions_refuse_null_or_out_of_range_arguments(
+        projections: Projections, store: EventStore, statement: str) -> None:
+    register_activity(projections)
+    before = state(store, "daily_activity")
+    with pytest.raises(psycopg.Error) as raised, store.connection() as conn:
+        conn.execute(statement)
+    assert raised.value.sqlstate == "PE109"
+    assert raised.value.diag.message_detail
+    assert state(store, "daily_activity") == before
+
+
+def test_fail_projection_names_an_unknown_projection(projections: Projections, store: EventStore) -> None:
+    with pytest.raises(psycopg.Error) as raised, store.connection() as conn:
+        conn.execute("SELECT pyes.fail_projection('nope', 1, NULL, NULL, 'x')")
+    assert raised.value.sqlstate == "PE302"

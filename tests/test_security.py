@@ -28,7 +28,7 @@ READ_ONLY |= {"get_subscription", "read_subscription", "check_parked_ids", "read
 READ_ONLY |= {"capture_metadata", "capture_correlation_id", "capture_registered", "capture_row_stream", "capture_fold", "capture_row_at", "capture_rows_at", "capture_history", "capture_list"}  # capture
 READ_ONLY |= {"current_schema_version", "current_schema_versions", "upcast", "upcast_event", "upcast_events", "upcast_path_problem", "schema_drift"}  # schema evolution
 IMMUTABLE |= {"validate_schema_type_name", "validate_json_schema", "json_type_matches", "check_event_data", "invalid_upcaster"}  # schema evolution
-IMMUTABLE |= {"invalid_projection"}  # projections
+IMMUTABLE |= {"invalid_projection", "invalid_projection_argument"}  # projections
 IMMUTABLE |= {"validate_subscription_name", "validate_subscription_filters", "stream_partition", "validate_lease_seconds", "validate_window"}  # subscriptions
 IMMUTABLE |= {"capture_key_part", "capture_stream_id", "capture_key", "capture_check_moment"}  # capture
 

@@ -43,6 +43,7 @@ def downgrade() -> None:
         DROP FUNCTION pyes.upcast_for_projection(pyes.events[]);
         DROP FUNCTION pyes.projection_type_names(text[]);
         DROP FUNCTION pyes.invalid_projection(text,text,text);
+        DROP FUNCTION pyes.invalid_projection_argument(text,text,text,text);
         DROP FUNCTION pyes.lock_appends(interval);
         DROP FUNCTION pyes.notify_events();
         DROP FUNCTION pyes.pause_projection(text,integer);

@@ -54,6 +54,9 @@ AS $$
 DECLARE
     v_previous text := current_setting('lock_timeout');
 BEGIN
+    IF p_timeout IS NULL OR p_timeout < '1 millisecond'::interval THEN
+        PERFORM pyes.invalid_projection_argument('pyes.lock_appends', 'p_timeout', p_timeout::text, 'a positive interval');
+    END IF;
     PERFORM set_config('lock_timeout', (extract(epoch FROM p_timeout) * 1000)::bigint::text, true);
     BEGIN
         LOCK TABLE pyes.events IN SHARE MODE;
@@ -76,6 +79,20 @@ BEGIN
     RAISE EXCEPTION 'invalid projection %', coalesce(quote_literal(p_name), 'NULL')
         USING ERRCODE = 'PE304', DETAIL = p_detail,
               HINT = coalesce(p_hint, 'See docs/projections.md for what pyes.register_projection expects.');
+END;
+$$;
+
+-- PE109 for a projection function's argument that is NULL or out of range.
+CREATE OR REPLACE FUNCTION pyes.invalid_projection_argument(p_function text, p_argument text, p_value text, p_expected text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'invalid % for %', p_argument, p_function
+        USING ERRCODE = 'PE109',
+              DETAIL = format('%s got %s for %s; it takes %s.', p_function, coalesce(p_value, 'NULL'), p_argument, p_expected),
+              HINT = 'See docs/projections.md#function-reference.';
 END;
 $$;
 

@@ -51,6 +51,10 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM pyes.projection_row(p_name, p_version);  -- PE302 if unknown
+    IF p_version IS NULL THEN
+        PERFORM pyes.invalid_projection_argument('pyes.fail_projection', 'p_version', NULL, 'the version that failed');
+    END IF;
     UPDATE pyes.projections r
        SET state = 'failed', failed_event_id = p_event_id, last_error_sqlstate = p_sqlstate,
            last_error = p_error, updated_at = now()
@@ -219,12 +223,16 @@ DECLARE
     p pyes.projections;
 BEGIN
     PERFORM pyes.validate_max_count(p_max_count);
+    IF p_below IS NULL THEN
+        PERFORM pyes.invalid_projection_argument('pyes.claim_projection_batch', 'p_below', NULL,
+            'the xmin line read just before: pg_snapshot_xmin(pg_current_snapshot())');
+    END IF;
     SELECT * INTO p FROM pyes.projections r WHERE r.name = p_name AND r.version = p_version FOR UPDATE SKIP LOCKED;
     IF p.name IS NULL THEN
         PERFORM pyes.projection_row(p_name, p_version);  -- PE302 if unknown
         RETURN;  -- another worker holds it
     END IF;
-    IF p.state <> 'running' OR p_below IS NULL THEN
+    IF p.state <> 'running' THEN
         RETURN;
     END IF;
     RETURN QUERY
@@ -247,6 +255,10 @@ DECLARE
     p pyes.projections := pyes.projection_row(p_name, p_version);
     v_to record;
 BEGIN
+    IF p_processed IS NULL OR p_processed < 0 THEN
+        PERFORM pyes.invalid_projection_argument('pyes.advance_projection', 'p_processed', p_processed::text,
+                                                 'the number of events the batch applied (0 or more)');
+    END IF;
     IF p_checkpoint IS NOT NULL THEN
         v_to := pyes.parse_checkpoint(p_checkpoint);
         IF (v_to.transaction_id, v_to.position) <= (p.checkpoint_xid, p.checkpoint_position) THEN

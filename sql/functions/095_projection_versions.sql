@@ -78,9 +78,13 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v pyes.projections := pyes.projection_row(p_name, p_version);
+    v pyes.projections;
     v_left bigint;
 BEGIN
+    IF p_version IS NULL THEN
+        PERFORM pyes.invalid_projection_argument('pyes.switch_projection', 'p_version', NULL, 'the version to make current');
+    END IF;
+    v := pyes.projection_row(p_name, p_version);
     SELECT s.lag_events INTO v_left FROM pyes.projection_status(p_name) s WHERE s.version = p_version;
     IF v.state NOT IN ('running') OR v_left > 0 THEN
         RAISE EXCEPTION 'projection % version % has not caught up', quote_literal(p_name), p_version
