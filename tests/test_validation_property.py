@@ -21,7 +21,10 @@ objects = st.sampled_from([{}, {"a": 1}, {"n": {"m": [1, 2]}}, [1], "x", None, 3
 ids = st.one_of(
     st.uuids().map(str),
     st.sampled_from([UUID.upper(), "{" + UUID + "}", UUID.replace("-", ""), "{" + UUID, UUID + "}",
-                     "nope", "", UUID + "\n" + UUID, 42, None]),
+                     "nope", "", UUID + "\n" + UUID, 42, None,
+                     # 36 characters with the hyphens almost where a canonical uuid has them
+                     # (one event's id is first tested for that form, before the full regex).
+                     UUID[:-1] + "g", UUID[:13] + UUID[14] + "-" + UUID[15:], "-" * 36, UUID[:8] + "--" + UUID[10:]]),
 )
 versions = st.sampled_from([1, 2, 999999999, 0, -1, "2", 1.5, 10**10, None])
 keys = {
