@@ -334,21 +334,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=C.RESULTS / "concurrency.json")
     parser.add_argument("--seed", type=int, default=20251126)
     parser.add_argument(
-        "--without-notify-trigger",
+        "--with-notify",
         action="store_true",
-        help="disable the NOTIFY trigger (045_notify.sql) in the scratch database, to measure what it costs; "
-        "writes bench/results/concurrency_no_notify.json unless --output is given",
+        help="make every append notify (pyes.notify = 'on' in the scratch database, as when a worker listens "
+        "through pyes.listen()), to measure what NOTIFY costs; writes bench/results/concurrency_notify.json "
+        "unless --output is given. Without it nobody listens, so appends do not notify (the default 'auto').",
     )
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.seconds <= 0:
         parser.error("--rounds must be >= 1 and --seconds > 0")
-    if args.without_notify_trigger and args.output == C.RESULTS / "concurrency.json":
-        args.output = C.RESULTS / "concurrency_no_notify.json"
+    if args.with_notify and args.output == C.RESULTS / "concurrency.json":
+        args.output = C.RESULTS / "concurrency_notify.json"
 
     started = monotonic()
     result: dict[str, Any] = {
-        "benchmark": "concurrency_no_notify" if args.without_notify_trigger else "concurrency",
-        "notify_trigger": not args.without_notify_trigger,
+        "benchmark": "concurrency_notify" if args.with_notify else "concurrency",
+        "notify": "on" if args.with_notify else "auto (nobody listens: no NOTIFY)",
         "timestamp": C.now_iso(),
         "machine": C.machine_info(),
         "repo": C.repo_info(),
@@ -369,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         upgrade(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(SETUP_SQL)
-            if args.without_notify_trigger:  # this scratch database only
-                conn.execute("ALTER TABLE pyes.events DISABLE TRIGGER events_notify")
+            if args.with_notify:  # this scratch database only; read by every new connection
+                conn.execute(f"ALTER DATABASE {conn.info.dbname} SET pyes.notify = 'on'")
 
         srv, m = result["server"], result["machine"]
         s = srv["settings"]

@@ -1,23 +1,24 @@
-"""What the NOTIFY trigger costs appenders, measured with pgbench (no Python in the loop).
+"""What NOTIFY costs appenders, measured with pgbench (no Python in the loop).
 
     python bench/notify.py              # make bench
     PYES_DATABASE_URL=postgresql://... python bench/notify.py
 
 Same server rules as the other scripts (PYES_DATABASE_URL, else a throwaway embedded
-PostgreSQL 18). Two scratch databases on that server, both migrated: in one the trigger
-events_notify (sql/functions/045_notify.sql) is on, as installed; in the other it is disabled
-(ALTER TABLE ... DISABLE TRIGGER, that database only). pgbench (-M prepared) runs one
+PostgreSQL 18). Two scratch databases on that server, both migrated: in one every append
+notifies (pyes.notify = 'on', as while a worker listens through pyes.listen()); in the other
+nobody listens and the setting is the default 'auto', so appends do not notify
+(sql/functions/130_append_trigger.sql). pgbench (-M prepared) runs one
 transaction per call of pyes.append with one event, each client on its own 10 streams of one
 category, against:
 
-  notify_on    pyes.append, trigger on (what pyes ships)
-  notify_off   pyes.append, trigger off
+  notify_on    pyes.append, notifying (a listener is registered)
+  notify_off   pyes.append, nobody listening (no NOTIFY)
   insert       plain INSERT of the same row into bench_raw.events (LIKE pyes.events INCLUDING
-               ALL), in the trigger-on database; versions from a sequence
+               ALL), in the notifying database; versions from a sequence
 
 with 1 and 4 clients, --seconds each, in rounds whose order rotates; figures are medians.
 PostgreSQL serialises the commits of transactions that sent a notification (a cluster-wide
-lock taken before commit and released after the commit record is flushed), so the trigger
+lock taken before commit and released after the commit record is flushed), so notifying
 mostly costs concurrent writers the sharing of WAL flushes (group commit).
 
 pgbench comes from the server's own installation (the embedded one's bin/, else PATH, else
@@ -122,9 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(dsn_on, autocommit=True) as conn:
             result["server"] = {"source": source, **C.server_info(conn)}
             conn.execute(SETUP_SQL)
-        with psycopg.connect(dsn_off, autocommit=True) as conn:
-            conn.execute("ALTER TABLE pyes.events DISABLE TRIGGER events_notify")
-        print(f"pyes NOTIFY trigger benchmark (pgbench)  {result['timestamp']}")
+            conn.execute(f"ALTER DATABASE {conn.info.dbname} SET pyes.notify = 'on'")
+        print(f"pyes NOTIFY benchmark (pgbench)  {result['timestamp']}")
         print(f"server: {result['server']['version']}\n        {source}, {result['server']['connection']}")
         plan = {"notify_on": (dsn_on, append_f), "notify_off": (dsn_off, append_f), "insert": (dsn_on, insert_f)}
         for v, (dsn, f) in plan.items():  # warm-up: creates the streams, fills the caches
@@ -139,9 +139,11 @@ def main(argv: list[str] | None = None) -> int:
                     line.append(f"{v}/{c}={r['tps']:,.0f}")
             print(f"  round {rnd + 1}/{args.rounds}  " + " ".join(line), flush=True)
         with psycopg.connect(dsn_off, autocommit=True) as conn:
-            on = conn.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'events_notify'").fetchone()
-            if on is None or on[0] != "D":
-                raise AssertionError("the trigger was not disabled in the notify_off database")
+            if conn.execute("SELECT count(*) FROM pyes.listeners").fetchone() != (0,):
+                raise AssertionError("a session listened in the notify_off database")
+        with psycopg.connect(dsn_on, autocommit=True) as conn:
+            if conn.execute("SELECT current_setting('pyes.notify', true)").fetchone() != ("on",):
+                raise AssertionError("the notify_on database does not notify")
 
     med = {v: {c: C.median(runs[v][c]) for c in CLIENTS} for v in VARIANTS}
     comparisons = []
@@ -154,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                             "result": "report" if target is None else ("PASS" if ratio >= target else "MISSED")})
 
     for c in CLIENTS:
-        cmp(f"{c} clients: pyes.append with the trigger / without", runs["notify_on"][c], runs["notify_off"][c])
-        cmp(f"{c} clients: pyes.append (trigger on) / plain INSERT", runs["notify_on"][c], runs["insert"][c])
-        cmp(f"{c} clients: pyes.append (trigger off) / plain INSERT", runs["notify_off"][c], runs["insert"][c])
+        cmp(f"{c} clients: pyes.append notifying / not", runs["notify_on"][c], runs["notify_off"][c])
+        cmp(f"{c} clients: pyes.append (notifying) / plain INSERT", runs["notify_on"][c], runs["insert"][c])
+        cmp(f"{c} clients: pyes.append (not notifying) / plain INSERT", runs["notify_off"][c], runs["insert"][c])
     hi, lo = CLIENTS[-1], CLIENTS[0]
     for v in VARIANTS:
         cmp(f"{v}: {hi} clients / {lo} client (group commit)", runs[v][hi], runs[v][lo],

@@ -17,8 +17,8 @@ creates a database of its own, migrates it, and drops it at the end.
    pages of 100 and of 1,000) over EVENTS events, against the plain reference: a keyset-paged
    SELECT of the same columns from pyes.events in (transaction_id, position) order, 1,000 a
    page, rows fetched into Python tuples. Rounds interleave.
-3. Notify cost. Single-event appends (EventStore.append, prepared, autocommit) with the
-   events_notify trigger enabled and disabled (ALTER TABLE ... DISABLE TRIGGER, in this
+3. Notify cost. Single-event appends (EventStore.append, prepared, autocommit) with
+   pyes.notify 'on' (as while a worker listens) and 'off' (ALTER DATABASE ... SET, in this
    benchmark's database only), one writer and WRITERS concurrent writers (threads with a
    connection each, each on its own streams). Rounds interleave. NOTIFY takes a cluster-wide
    lock on the notification queue at commit, which is what concurrent writers would show.
@@ -198,9 +198,10 @@ def append_rate(dsn: str, writers: int, seconds: float, tag: str, rng: random.Ra
     return sum(counts) / (perf_counter() - started)
 
 
-def set_trigger(dsn: str, enabled: bool) -> None:
+def set_notify(dsn: str, value: str) -> None:
+    """pyes.notify for the connections opened from now on, in this benchmark's database."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"ALTER TABLE pyes.events {'ENABLE' if enabled else 'DISABLE'} TRIGGER events_notify")
+        conn.execute(f"ALTER DATABASE {conn.info.dbname} SET pyes.notify = '{value}'")
 
 
 def comparisons(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -285,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
             rng.shuffle(order)
             for key in order:
                 state, writers = key.rsplit("_", 1)
-                set_trigger(dsn, state == "notify_on")
+                set_notify(dsn, "on" if state == "notify_on" else "off")
                 cost[key].append(append_rate(dsn, int(writers), args.seconds, f"{key}r{r}", rng))
-        set_trigger(dsn, True)
+        set_notify(dsn, "auto")
         result["notify_cost"] = {
             "appends_per_s": {k: {"median": statistics.median(v), "rounds": v} for k, v in cost.items()},
             "ratio_on_to_off": {

@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 from .errors import ProjectionFailed, PyesError, translate
+from .listening import close_listener, listen
 from .records import RECORDED_COLUMNS, RecordedEvent
 from .store import EventStore
 
@@ -416,7 +417,7 @@ class ProjectionWorker:
                 self._wait(listener)
         finally:
             if listener is not None:
-                listener.close()
+                close_listener(listener)
 
     def _listener(self) -> Conn:
         dsn = self._dsn
@@ -427,7 +428,7 @@ class ProjectionWorker:
             if password:
                 dsn = f"{dsn} password={password}"
         conn = psycopg.connect(dsn, autocommit=True)
-        conn.execute("LISTEN pyes_events")
+        listen(conn)
         return conn
 
     def _wait(self, listener: Conn | None) -> None:

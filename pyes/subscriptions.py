@@ -36,13 +36,13 @@ from typing import Any
 import psycopg
 
 from .errors import LeaseLost, translate
+from .listening import close_listener, listen
 from .records import RECORDED_COLUMNS, RecordedEvent
 from .store import EventStore
 
 log = logging.getLogger("pyes.subscriptions")
 
 #: The channel pyes.append notifies at commit (sql/functions/045_notify.sql).
-CHANNEL = "pyes_events"
 
 Handler = Callable[[RecordedEvent], object]
 
@@ -438,7 +438,7 @@ class SubscriptionWorker:
     def _open_listener(self) -> None:
         try:
             self._listen_conn = self._connect()
-            self._listen_conn.execute(f"LISTEN {CHANNEL}")
+            listen(self._listen_conn)
         except psycopg.OperationalError as error:
             log.warning("%s: cannot LISTEN (%s); polling only until it can", self.name, error)
             self._listen_conn = None
@@ -458,7 +458,7 @@ class SubscriptionWorker:
                 log.warning("%s: could not save or hand back on stop: %s", self.name, error)
             conn.close()
         if self._listen_conn is not None:
-            self._listen_conn.close()
+            close_listener(self._listen_conn)
         self._owned.clear()
 
     # -- leases ----------------------------------------------------------------------------

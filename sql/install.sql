@@ -65,4 +65,7 @@ BEGIN;
 \ir functions/125_upcast_reads.sql
 \ir functions/126_schema_drift.sql
 \ir functions/127_projection_evolution.sql
+-- revision: pyes_0007
+\ir schema/010_listeners.sql
+\ir functions/130_append_trigger.sql
 COMMIT;

@@ -330,26 +330,3 @@ def test_a_killed_python_worker_loses_nothing_and_doubles_nothing(
     wait_for(finished, what="the survivor to finish")  # the dead session may take a moment to go
     assert ledger_rows(store) == {f"account-{n}": Decimal("50.00") for n in range(8)}
     assert state(store, "ledger").events_processed == 400
-
-
-def test_appends_notify_at_commit_unless_switched_off(store: EventStore, connect: Any) -> None:
-    listener = connect(autocommit=True)
-    listener.execute("LISTEN pyes_events")
-
-    def notified() -> int:
-        return sum(1 for _ in listener.notifies(timeout=1.0, stop_after=1))
-
-    writer = connect()
-    store.append("item-1", [NewEvent("Noted", {})], conn=writer)
-    store.append("item-2", [NewEvent("Noted", {})], conn=writer)
-    writer.rollback()
-    assert notified() == 0  # nothing for a transaction that rolls back
-    store.append("item-1", [NewEvent("Noted", {})], conn=writer)
-    store.append("item-2", [NewEvent("Noted", {})], conn=writer)
-    writer.commit()
-    assert notified() == 1  # one, at commit, for the whole transaction
-    assert notified() == 0
-    writer.execute("SET pyes.notify = 'off'")
-    store.append("item-1", [NewEvent("Noted", {})], conn=writer)
-    writer.commit()
-    assert notified() == 0

@@ -31,6 +31,7 @@ IMMUTABLE |= {"validate_schema_type_name", "validate_json_schema", "json_type_ma
 IMMUTABLE |= {"invalid_projection", "invalid_projection_argument"}  # projections
 IMMUTABLE |= {"validate_subscription_name", "validate_subscription_filters", "stream_partition", "validate_lease_seconds", "validate_window"}  # subscriptions
 IMMUTABLE |= {"capture_key_part", "capture_stream_id", "capture_key", "capture_check_moment"}  # capture
+READ_ONLY |= {"inline_projection_blocks", "check_new_events"}  # the trigger after appends
 
 
 def test_every_function_pins_its_search_path(connect: Any) -> None:

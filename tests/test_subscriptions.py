@@ -182,10 +182,10 @@ def test_notify_wakes_the_worker_long_before_its_poll(store: EventStore) -> None
 
 
 def test_polling_catches_up_when_notifications_are_dropped(store: EventStore, connect: Any) -> None:
-    """Notifications dropped on purpose, twice: the trigger that sends them is disabled in
-    this test database, and a second worker does not LISTEN at all. Both catch up by polling."""
-    admin = connect(autocommit=True)
-    admin.execute("ALTER TABLE pyes.events DISABLE TRIGGER events_notify")
+    """Notifications dropped on purpose, twice: the writer switches them off (pyes.notify),
+    and a second worker does not LISTEN at all. Both catch up by polling."""
+    writer = connect(autocommit=True)
+    writer.execute("SET pyes.notify = 'off'")
     listening, handler = collect()
     deaf, handler2 = collect()
     w1 = SubscriptionWorker(store, "listening", handler, poll_interval=0.3)
@@ -194,7 +194,7 @@ def test_polling_catches_up_when_notifications_are_dropped(store: EventStore, co
     try:
         _wait_for(lambda: w1.owned_partitions() == [0] and w2.owned_partitions() == [0])
         for n in range(5):
-            store.append(f"account-{n}", [NewEvent("Opened")])
+            store.append(f"account-{n}", [NewEvent("Opened")], conn=writer)
         _wait_for(lambda: len(listening) == 5 and len(deaf) == 5)
         assert w1.stats.notifications == 0 and w1.stats.polls >= 1
         assert w2.stats.notifications == 0 and w2.stats.polls >= 1

@@ -28,6 +28,7 @@ def downgrade() -> None:
         DROP FUNCTION pyes.projections_changed();
         DROP FUNCTION pyes.refresh_inline_dispatch();
         DROP FUNCTION pyes.inline_dispatch_source();
+        DROP FUNCTION pyes.inline_projection_blocks();
         DROP FUNCTION pyes.inline_dispatch_current();
         DROP FUNCTION pyes.raise_inline_failure(text,integer,pyes.events[],text,text,text);
         DROP FUNCTION pyes.advance_projection(text,integer,text,integer,boolean,xid8);

@@ -1,3 +1,5 @@
+-- Revisions 0003 to 0006 install this trigger; revision 0007 (130_append_trigger.sql) drops it
+-- and notifies from the one trigger after appends, only while a session listens.
 -- Wake-ups for readers that follow the global order (asynchronous projections,
 -- subscriptions): one notification on channel pyes_events per appending statement,
 -- delivered by PostgreSQL at commit, never for a transaction that rolls back. The payload is

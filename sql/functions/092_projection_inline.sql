@@ -34,8 +34,10 @@ BEGIN
 END;
 $$;
 
--- The source of pyes.project_inline() for the inline projections that run now.
-CREATE OR REPLACE FUNCTION pyes.inline_dispatch_source()
+-- One block of pyes.project_inline() per inline projection that runs now ('' if none). A
+-- block reads the statement's events from v_all and uses v_events, v_state, v_message and
+-- v_detail (see pyes.inline_dispatch_source).
+CREATE OR REPLACE FUNCTION pyes.inline_projection_blocks()
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -43,11 +45,9 @@ AS $$
 DECLARE
     p pyes.projections;
     v_blocks text := '';
-    v_count integer := 0;
 BEGIN
     FOR p IN SELECT * FROM pyes.projections r WHERE r.mode = 'inline' AND r.state = 'running'
               ORDER BY r.name, r.version LOOP
-        v_count := v_count + 1;
         v_blocks := v_blocks || format($block$
     -- projection %1$L version %2$s
     v_events := ARRAY(SELECT e FROM unnest(v_all) AS e WHERE %3$s);
@@ -74,7 +74,22 @@ $block$,
             format('%I, pg_catalog, pg_temp', p.schema_name),
             p.handler::oid::regproc::text);
     END LOOP;
-    IF v_count = 0 THEN
+    RETURN v_blocks;
+END;
+$$;
+
+-- The source of pyes.project_inline() for the inline projections that run now.
+-- (130_append_trigger.sql redefines it: the same trigger then also checks event schemas and
+-- notifies listeners.)
+CREATE OR REPLACE FUNCTION pyes.inline_dispatch_source()
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_blocks text := pyes.inline_projection_blocks();
+BEGIN
+    IF v_blocks = '' THEN
         RETURN E'\nBEGIN\n    -- No inline projection runs now.\n    RETURN NULL;\nEND;\n';
     END IF;
     RETURN E'\nDECLARE\n    v_all pyes.events[];\n    v_events pyes.events[];\n    v_state text;\n    v_message text;\n    v_detail text;\n'

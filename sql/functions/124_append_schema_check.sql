@@ -1,3 +1,5 @@
+-- Revision 0006 installs this trigger; revision 0007 (130_append_trigger.sql) drops it and runs
+-- the same check (pyes.check_new_events) from the one trigger after appends.
 -- The append check: events of a (type, schema_version) that has a registered schema must fit
 -- it. One trigger call per appending statement (a transition table holds its events); with no
 -- schema registered it returns at once. A violation raises PE601 (a required field is
