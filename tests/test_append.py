@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from pyes import (
     DuplicateEvent,
@@ -208,3 +209,26 @@ def test_non_pyes_errors_pass_through(store: EventStore, connect: Any) -> None:
     conn = connect()
     with pytest.raises(psycopg.errors.UndefinedTable):
         conn.execute("SELECT * FROM pyes.nope")
+
+
+def test_a_new_store_looks_ids_up_through_the_index(connect: Any) -> None:
+    """pyes.events of a fresh database has no statistics. The cached plans of pyes.append must
+    still probe the ids through the unique index once the table has grown: a plan that scans
+    the table, chosen while it was tiny, would be kept until autovacuum analyses it and would
+    make every append slower as the table grows. Counted, not timed: pg_stat_user_tables."""
+    conn = connect(autocommit=True)
+
+    def appends_then_seq_scans(start: int) -> int:
+        for n in range(start, start + 40):
+            for stream in (f"acct-{n}", f"acct-{n % 5}"):  # new streams and existing ones
+                batch = [{"id": str(uuid.uuid4()), "type": "Noted"} for _ in range(1 + n % 3)]
+                conn.execute("SELECT pyes.append(%s, %s)", (stream, Jsonb(batch)))
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute("SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'pyes.events'::regclass").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    warm = appends_then_seq_scans(0)  # the first calls may scan the still tiny table
+    assert appends_then_seq_scans(40) == warm
+    assert appends_then_seq_scans(80) == warm

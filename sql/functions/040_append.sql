@@ -348,7 +348,11 @@ BEGIN
              WHERE s.stream_id = p_stream_id
                AND s.last_xid <= v_xid
                AND (v_mode <> 'exact' OR s.version = v_expected)
-               AND NOT EXISTS (SELECT 1 FROM pyes.events x WHERE x.event_id = ANY (v_id_list))
+               -- One index probe per id, whatever the statistics say: a cached plan made while
+               -- pyes.events was small (a new store, not analysed yet) would otherwise keep
+               -- scanning the whole table for "= ANY (ids)" as it grows.
+               AND NOT EXISTS (SELECT 1 FROM unnest(v_id_list) AS u(id),
+                                      LATERAL (SELECT 1 FROM pyes.events x WHERE x.event_id = u.id LIMIT 1) AS hit)
                AND (v_count = 1 OR v_id_list IS NULL
                     OR (SELECT count(DISTINCT u.id) FROM unnest(v_id_list) AS u(id)) = cardinality(v_id_list))
             RETURNING s.version, s.updated_at
@@ -383,10 +387,11 @@ BEGIN
     -- an append that succeeded (which returns the original result and writes nothing) or a
     -- duplicate (PE002): pyes.replayed_append tells which. One index probe per id given.
     IF v_ids IS NOT NULL THEN
-        SELECT count(DISTINCT u.id) < count(*)
-               OR EXISTS (SELECT 1 FROM pyes.events e WHERE e.event_id = ANY (array_agg(u.id)))
-          INTO v_seen
-          FROM unnest(string_to_array(v_ids, E'\n')::uuid[]) AS u(id);
+        v_id_list := string_to_array(v_ids, E'\n')::uuid[];
+        SELECT (SELECT count(DISTINCT u.id) < count(*) FROM unnest(v_id_list) AS u(id))
+               OR EXISTS (SELECT 1 FROM unnest(v_id_list) AS u(id),
+                                 LATERAL (SELECT 1 FROM pyes.events e WHERE e.event_id = u.id LIMIT 1) AS hit)
+          INTO v_seen;
         IF v_seen THEN
             SELECT r.stream_version, r.positions INTO stream_version, positions
               FROM pyes.replayed_append(p_stream_id, p_events, v_mode, v_expected) r;
