@@ -97,6 +97,15 @@ class EventStore:
         try:
             if conn is not None:
                 yield conn
+            elif self._owns_pool:
+                # The store's own pool is in autocommit: there is no transaction to end, so
+                # the connection's context (whose COMMIT would be a no-op round of the
+                # driver's wait loop) is skipped. A caller's pool may not be: see below.
+                own = self._pool.getconn()
+                try:
+                    yield own
+                finally:
+                    self._pool.putconn(own)
             else:
                 with self._pool.connection() as own:
                     yield own

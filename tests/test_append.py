@@ -232,3 +232,16 @@ def test_a_new_store_looks_ids_up_through_the_index(connect: Any) -> None:
     warm = appends_then_seq_scans(0)  # the first calls may scan the still tiny table
     assert appends_then_seq_scans(40) == warm
     assert appends_then_seq_scans(80) == warm
+
+
+def test_a_store_on_the_callers_pool_commits_its_own_calls(dsn: str, connect: Any) -> None:
+    """A caller's pool need not be in autocommit: a call the store owns still commits."""
+    from psycopg_pool import ConnectionPool
+
+    with ConnectionPool(dsn, min_size=1, max_size=1, open=True) as pool:
+        store = EventStore(pool)
+        store.append("acct-1", [NewEvent("Opened", {})])
+        with pool.connection() as c:
+            assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    other = connect(autocommit=True)
+    assert other.execute("SELECT pyes.stream_version('acct-1')").fetchone() == (1,)
