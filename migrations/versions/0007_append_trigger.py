@@ -25,7 +25,6 @@ def downgrade() -> None:
     run_script(
         """
         DROP TRIGGER event_schemas_refresh_inline ON pyes.event_schemas;
-        DROP FUNCTION pyes.event_schemas_changed();
         DROP FUNCTION pyes.check_new_events(pyes.events[]);
         DROP FUNCTION pyes.raise_invalid_notify_setting(text);
         DROP FUNCTION pyes.unlisten();

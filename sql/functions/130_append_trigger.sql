@@ -119,21 +119,11 @@ $notify$;
 END;
 $$;
 
--- Registering or removing a schema changes the trigger's source.
-CREATE OR REPLACE FUNCTION pyes.event_schemas_changed()
-RETURNS trigger
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM pyes.refresh_inline_dispatch();
-    RETURN NULL;
-END;
-$$;
-
+-- Registering or removing a schema changes the trigger's source: the same regeneration as a
+-- change of the projection registry (pyes.projections_changed, 092_projection_inline.sql).
 CREATE OR REPLACE TRIGGER event_schemas_refresh_inline
     AFTER INSERT OR UPDATE OR DELETE ON pyes.event_schemas
-    FOR EACH STATEMENT EXECUTE FUNCTION pyes.event_schemas_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION pyes.projections_changed();
 
 -- The two triggers this one replaces, and their functions.
 DROP TRIGGER IF EXISTS events_notify ON pyes.events;
