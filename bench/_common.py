@@ -25,9 +25,18 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.json import Jsonb
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def jsonb(value: Any) -> Jsonb:
+    """A jsonb parameter of a plain-SQL reference, encoded by the same function as pyes's
+    (pyes.jsonio.dumps), so that a ratio compares the database work, not two JSON encoders."""
+    from pyes import jsonio
+
+    return Jsonb(value, dumps=jsonio.dumps)
 
 # Server settings that decide what a commit costs, or that a reader of the figures wants.
 SETTINGS = (

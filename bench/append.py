@@ -26,13 +26,18 @@ Shapes (events per transaction), each measured for pyes and the references in ev
        STDIN of the 10 rows (text format, psycopg's cursor.copy), each then COMMIT.
   100  the same with 100 events; targets: >= 1.2 x executemany, >= 0.5 x COPY.
 
+Floors (report only, 1 and 100 events): bench_raw.floor_insert, a PL/pgSQL function called as
+pyes.append is that only INSERTs the events, and bench_raw.floor_stream_row, which also keeps
+a stream row as pyes does; see FLOOR_SQL.
+
 Every append goes to one of 100 streams, round-robin, so every stream grows by the same
 number of events and both sides do the same index work. Inputs (NewEvent objects for pyes,
 parameter tuples for the references, with the same payload dicts) are built before the
 timed region; JSON encoding happens inside it on both sides (pyes encodes the batch, the
-reference its data and metadata). Rounds interleave the variants, each permutation of their
-order in turn, so that drift (checkpoints, autovacuum, neighbours) affects all of them; a
-variant's figure is the median events/s of its rounds.
+reference its data and metadata), with the same encoder (pyes.jsonio.dumps). Rounds
+interleave the variants, each permutation of their order in turn, so that drift (checkpoints,
+autovacuum, neighbours) affects all of them; a variant's figure is the median events/s of its
+rounds.
 
 Writes every figure to bench/results/append.json. Exits non-zero if anything fails; a missed
 target is printed as MISSED but is not a failure.
@@ -56,7 +61,6 @@ from time import perf_counter
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
@@ -78,12 +82,96 @@ def insert_multi(n: int) -> str:
     return f"INSERT INTO bench_raw.events_multi ({REF_COLUMNS}) VALUES " + ", ".join([_ROW] * n)
 
 
+# The floors of pyes's design: what a PL/pgSQL function called like pyes.append (prepared,
+# autocommit, the events as one jsonb array, search_path pinned) costs when it only INSERTs
+# the events (versions computed by the client, as the references do), and when it also keeps
+# a stream row as pyes does (an UPDATE of its version, or an INSERT for a new stream). No
+# validation, no id check, no expected-version logic, no trigger: pyes cannot be faster than
+# the second, and no design whose append is a function call faster than the first.
+FLOOR_SQL = """
+CREATE FUNCTION bench_raw.floor_insert(p_stream_id text, p_events jsonb, p_version bigint,
+                                       OUT stream_version bigint, OUT positions bigint[])
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_ev jsonb;
+    v_position bigint;
+BEGIN
+    stream_version := p_version;
+    IF jsonb_array_length(p_events) = 1 THEN
+        v_ev := p_events -> 0;
+        INSERT INTO bench_raw.floor_events AS t (event_id, stream_id, category, version, type, schema_version, data,
+                                                 metadata)
+        VALUES ((v_ev ->> 'id')::uuid, p_stream_id, split_part(p_stream_id, '-', 1), p_version, v_ev ->> 'type', 1,
+                v_ev -> 'data', v_ev -> 'metadata')
+        RETURNING t.position INTO v_position;
+        positions := ARRAY[v_position];
+        RETURN;
+    END IF;
+    WITH inserted AS (
+        INSERT INTO bench_raw.floor_events AS t (event_id, stream_id, category, version, type, schema_version, data,
+                                                 metadata)
+        SELECT (e.ev ->> 'id')::uuid, p_stream_id, split_part(p_stream_id, '-', 1),
+               p_version - jsonb_array_length(p_events) + e.ord, e.ev ->> 'type', 1, e.ev -> 'data', e.ev -> 'metadata'
+          FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(ev, ord)
+         ORDER BY e.ord
+        RETURNING t.position
+    )
+    SELECT array_agg(i.position ORDER BY i.position) INTO positions FROM inserted i;
+END;
+$$;
+
+CREATE FUNCTION bench_raw.floor_stream_row(p_stream_id text, p_events jsonb,
+                                           OUT stream_version bigint, OUT positions bigint[])
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_count integer := jsonb_array_length(p_events);
+    v_ev jsonb;
+    v_xid xid8 := pg_current_xact_id();
+    v_now timestamptz;
+    v_position bigint;
+BEGIN
+    UPDATE bench_raw.floor_streams s SET version = s.version + v_count, last_xid = v_xid, updated_at = clock_timestamp()
+     WHERE s.stream_id = p_stream_id
+    RETURNING s.version, s.updated_at INTO stream_version, v_now;
+    IF NOT FOUND THEN
+        INSERT INTO bench_raw.floor_streams AS s (stream_id, version, last_xid) VALUES (p_stream_id, v_count, v_xid)
+        RETURNING s.version, s.updated_at INTO stream_version, v_now;
+    END IF;
+    IF v_count = 1 THEN
+        v_ev := p_events -> 0;
+        INSERT INTO bench_raw.floor_stream_events AS t (event_id, stream_id, category, version, type, schema_version,
+                                                        data, metadata, recorded_at, transaction_id)
+        VALUES ((v_ev ->> 'id')::uuid, p_stream_id, split_part(p_stream_id, '-', 1), stream_version, v_ev ->> 'type', 1,
+                v_ev -> 'data', v_ev -> 'metadata', v_now, v_xid)
+        RETURNING t.position INTO v_position;
+        positions := ARRAY[v_position];
+        RETURN;
+    END IF;
+    WITH inserted AS (
+        INSERT INTO bench_raw.floor_stream_events AS t (event_id, stream_id, category, version, type, schema_version,
+                                                        data, metadata, recorded_at, transaction_id)
+        SELECT (e.ev ->> 'id')::uuid, p_stream_id, split_part(p_stream_id, '-', 1), stream_version - v_count + e.ord,
+               e.ev ->> 'type', 1, e.ev -> 'data', e.ev -> 'metadata', v_now, v_xid
+          FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(ev, ord)
+         ORDER BY e.ord
+        RETURNING t.position
+    )
+    SELECT array_agg(i.position ORDER BY i.position) INTO positions FROM inserted i;
+END;
+$$;
+"""
+FLOOR_INSERT = "SELECT stream_version, positions FROM bench_raw.floor_insert(%s, %s, %s)"
+FLOOR_STREAM_ROW = "SELECT stream_version, positions FROM bench_raw.floor_stream_row(%s, %s)"
+
 SETUP_SQL = """
 CREATE SCHEMA bench_raw;
 CREATE TABLE bench_raw.events (LIKE pyes.events INCLUDING ALL);
 CREATE TABLE bench_raw.events_multi (LIKE pyes.events INCLUDING ALL);
 CREATE TABLE bench_raw.events_copy (LIKE pyes.events INCLUDING ALL);
-"""
+CREATE TABLE bench_raw.floor_events (LIKE pyes.events INCLUDING ALL);
+CREATE TABLE bench_raw.floor_stream_events (LIKE pyes.events INCLUDING ALL);
+CREATE TABLE bench_raw.floor_streams (LIKE pyes.streams INCLUDING ALL);
+""" + FLOOR_SQL
 COPY_IN = f"COPY bench_raw.events_copy ({REF_COLUMNS}) FROM STDIN"
 
 # One event: (type, data, metadata). One op: (stream index, [event, ...]): one transaction.
@@ -107,7 +195,7 @@ class Variant:
     table: str
     build: Callable[[list[Op]], Any]  # untimed: the inputs of the timed run
     run: Callable[[Any], None]  # timed
-    connection: str  # which connection it runs on: "pyes", "pyes_conn", "reference" or "reference_ac"
+    connection: str  # which connection it runs on: "pyes", "pyes_conn", "reference", "reference_ac" or "floor"
     rounds: list[dict[str, Any]] = field(default_factory=list)
 
     def medians(self) -> float:
@@ -153,19 +241,28 @@ class Bench:
         self.ref_conn = psycopg.connect(dsn)
         self.ref_cursor = self.ref_conn.cursor()
         self.ref_ac_conn = psycopg.connect(dsn, autocommit=True)
+        self.floor_conn = psycopg.connect(dsn, autocommit=True)
         # Last version written per stream, per reference table: the reference computes
         # versions in Python (while building its inputs), pyes in the database.
         self.versions: dict[str, list[int]] = {
-            t: [0] * N_STREAMS for t in ("bench_raw.events", "bench_raw.events_multi", "bench_raw.events_copy")
+            t: [0] * N_STREAMS
+            for t in ("bench_raw.events", "bench_raw.events_multi", "bench_raw.events_copy", "bench_raw.floor_events")
         }
         self.written: dict[str, int] = {
-            "pyes.events": 0, "bench_raw.events": 0, "bench_raw.events_multi": 0, "bench_raw.events_copy": 0}
+            "pyes.events": 0,
+            "bench_raw.events": 0,
+            "bench_raw.events_multi": 0,
+            "bench_raw.events_copy": 0,
+            "bench_raw.floor_events": 0,
+            "bench_raw.floor_stream_events": 0,
+        }
 
     def close(self) -> None:
         self.store.close()
         self.pyes_conn.close()
         self.ref_conn.close()
         self.ref_ac_conn.close()
+        self.floor_conn.close()
 
     # -- inputs (untimed) ------------------------------------------------------------------
 
@@ -181,8 +278,22 @@ class Bench:
             rows = []
             for t, d, m in evs:
                 versions[s] += 1
-                rows.append((uuid.uuid4(), self.streams[s], self.categories[s], versions[s], t, 1, Jsonb(d), Jsonb(m)))
+                rows.append((uuid.uuid4(), self.streams[s], self.categories[s], versions[s], t, 1, C.jsonb(d), C.jsonb(m)))
             out.append(rows)
+        return out
+
+    def floor_inputs(self, ops: list[Op], table: str) -> list[tuple[Any, ...]]:
+        """(stream, [event object as pyes.append takes it], version) per transaction."""
+        versions = self.versions.get(table)
+        self.written[table] += sum(len(evs) for _, evs in ops)
+        out = []
+        for s, evs in ops:
+            batch = [NewEvent(type=t, data=d, metadata=m).to_json() for t, d, m in evs]
+            if versions is None:
+                out.append((self.streams[s], batch))
+            else:
+                versions[s] += len(evs)
+                out.append((self.streams[s], batch, versions[s]))
         return out
 
     # -- timed runs ------------------------------------------------------------------------
@@ -208,6 +319,14 @@ class Bench:
         conn = self.ref_ac_conn
         for rows in inputs:
             conn.execute(INSERT_ONE, rows[0])
+
+    def run_floor(self, query: str) -> Callable[[list[tuple[Any, ...]]], None]:
+        def run(inputs: list[tuple[Any, ...]]) -> None:
+            conn = self.floor_conn
+            for stream, batch, *version in inputs:
+                conn.execute(query, (stream, C.jsonb(batch), *version), prepare=True).fetchone()
+
+        return run
 
     def run_executemany(self, inputs: list[list[tuple[Any, ...]]]) -> None:
         conn, cur = self.ref_conn, self.ref_cursor
@@ -245,6 +364,28 @@ class Bench:
                 self.run_pyes_pool,
                 "pyes",
             )
+
+        def floors() -> list[Variant]:
+            return [
+                Variant(
+                    "floor_insert",
+                    "plpgsql function that only INSERTs",
+                    "reference",
+                    "bench_raw.floor_events",
+                    lambda ops: self.floor_inputs(ops, "bench_raw.floor_events"),
+                    self.run_floor(FLOOR_INSERT),
+                    "floor",
+                ),
+                Variant(
+                    "floor_stream_row",
+                    "plpgsql function: stream row UPDATE + INSERT",
+                    "reference",
+                    "bench_raw.floor_stream_events",
+                    lambda ops: self.floor_inputs(ops, "bench_raw.floor_stream_events"),
+                    self.run_floor(FLOOR_STREAM_ROW),
+                    "floor",
+                ),
+            ]
 
         def rows_of(table: str) -> Callable[[list[Op]], Any]:
             return lambda ops: self.ref_rows(ops, table)
@@ -285,6 +426,7 @@ class Bench:
                         self.run_insert_autocommit,
                         "reference_ac",
                     ),
+                    *floors(),
                 ],
                 [
                     # Both sides at their best: one statement, one round trip, its own transaction.
@@ -295,6 +437,10 @@ class Bench:
                     Comparison(
                         "pyes_conn", "insert", None, "extra: both as BEGIN, statement, COMMIT on one connection"
                     ),
+                    # Where the target's gap comes from: the floors of a function-based design.
+                    Comparison("floor_insert", "insert_ac", None, "floor: any append function"),
+                    Comparison("floor_stream_row", "insert_ac", None, "floor: pyes's design"),
+                    Comparison("pyes", "floor_stream_row", None, "pyes over the floor of its design"),
                 ],
                 warmup_ops=200,
                 step=N_STREAMS,
@@ -334,6 +480,7 @@ class Bench:
                             self.run_copy,
                             "reference",
                         ),
+                        *(floors() if batch == 100 else []),
                     ],
                     [
                         Comparison(
@@ -348,6 +495,15 @@ class Bench:
                             "copy",
                             0.5 if batch == 100 else None,
                             "target" if batch == 100 else "report only",
+                        ),
+                        *(
+                            [
+                                Comparison("floor_insert", "executemany", None, "floor: any append function"),
+                                Comparison("floor_stream_row", "executemany", None, "floor: pyes's design"),
+                                Comparison("pyes", "floor_stream_row", None, "pyes over the floor of its design"),
+                            ]
+                            if batch == 100
+                            else []
                         ),
                     ],
                     warmup_ops=warmup,
@@ -403,6 +559,13 @@ def verify(conn: psycopg.Connection[Any], bench: Bench) -> dict[str, Any]:
     if off[0]:
         raise AssertionError(f"{off[0]} pyes.streams rows disagree with pyes.events")
     checks["pyes.streams_consistent"] = True
+    off = conn.execute(
+        "SELECT count(*) FROM bench_raw.floor_streams s JOIN (SELECT stream_id, count(*) n "
+        "FROM bench_raw.floor_stream_events GROUP BY 1) e USING (stream_id) WHERE s.version <> e.n"
+    ).fetchone()
+    assert off is not None
+    if off[0]:
+        raise AssertionError(f"{off[0]} bench_raw.floor_streams rows disagree with their events")
     return checks
 
 
@@ -514,8 +677,11 @@ def main(argv: list[str] | None = None) -> int:
                 slowest = min(shape.calibration.values())
                 shape.ops = max(shape.step, math.ceil(args.seconds * slowest / shape.step) * shape.step)
             with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute("VACUUM (ANALYZE) pyes.events, pyes.streams, bench_raw.events, bench_raw.events_multi, "
-                    "bench_raw.events_copy")
+                conn.execute(
+                    "VACUUM (ANALYZE) pyes.events, pyes.streams, bench_raw.events, bench_raw.events_multi, "
+                    "bench_raw.events_copy, bench_raw.floor_events, bench_raw.floor_stream_events, "
+                    "bench_raw.floor_streams"
+                )
                 try:
                     conn.execute("CHECKPOINT")
                     result["checkpoint_before_rounds"] = True
@@ -532,6 +698,7 @@ def main(argv: list[str] | None = None) -> int:
             backends["pyes_conn"] = C.local_backend(bench.pyes_conn)
             backends["reference"] = C.local_backend(bench.ref_conn)
             backends["reference_ac"] = C.local_backend(bench.ref_ac_conn)
+            backends["floor"] = C.local_backend(bench.floor_conn)
             result["server_cpu_measured"] = all(b is not None for b in backends.values())
             for rnd in range(args.rounds):
                 for shape in shapes:
@@ -568,6 +735,7 @@ def main(argv: list[str] | None = None) -> int:
             result["prepared_statements"]["pyes conn= connection"] = prepared(bench.pyes_conn)
             result["prepared_statements"]["reference connection"] = prepared(bench.ref_conn)
             result["prepared_statements"]["reference autocommit connection"] = prepared(bench.ref_ac_conn)
+            result["prepared_statements"]["floor connection"] = prepared(bench.floor_conn)
         finally:
             bench.close()
 

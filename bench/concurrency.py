@@ -53,7 +53,6 @@ from time import monotonic
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
@@ -109,7 +108,7 @@ class Writer:
                 out.append((self.streams[s], [NewEvent(type=t, data=d, metadata=m)]))
             else:
                 versions[s] += 1
-                out.append((uuid.uuid4(), self.streams[s], CATEGORY, versions[s], t, 1, Jsonb(d), Jsonb(m)))
+                out.append((uuid.uuid4(), self.streams[s], CATEGORY, versions[s], t, 1, C.jsonb(d), C.jsonb(m)))
             s = (s + 1) % STREAMS_PER_WRITER
         self.side, self.inputs = side, out
 

@@ -52,7 +52,6 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.types.json import Jsonb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
@@ -226,7 +225,7 @@ class Sides:
                 for _ in range(batch):
                     versions[s] += 1
                     rows.append((uuid.uuid4(), ids[s], "account", versions[s], "Deposited", 1,
-                                 Jsonb(pays[k % npay]), Jsonb({})))
+                                 C.jsonb(pays[k % npay]), C.jsonb({})))
                     k += 1
                 if batch == 1:
                     self.ref.execute(INSERT_ONE, rows[0])
@@ -292,7 +291,7 @@ def replay_setup(sides: Sides, dsn: str) -> tuple[str, Any, str]:
         es.deposit(**p)
     sides.app.save(es)
     ref_id = "account-replay"
-    rows = [(uuid.uuid4(), ref_id, "account", v + 1, "Deposited", 1, Jsonb(p), Jsonb({})) for v, p in enumerate(pays)]
+    rows = [(uuid.uuid4(), ref_id, "account", v + 1, "Deposited", 1, C.jsonb(p), C.jsonb({})) for v, p in enumerate(pays)]
     with psycopg.connect(dsn) as c:
         c.cursor().executemany(INSERT_ONE, rows)
     sides.written["pyes"] += REPLAY_EVENTS

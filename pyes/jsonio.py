@@ -1,7 +1,23 @@
-"""Fast decoding of json and jsonb columns: orjson, with the standard library behind it for
-what orjson refuses (integers beyond 64 bits, numbers beyond a float's range), so nothing is
-lost. Writing keeps the standard library: orjson writes NaN as null, where json.dumps makes
-PostgreSQL refuse it."""
+"""Fast JSON for json and jsonb values: orjson, with the standard library behind it wherever
+the two would differ, so that PostgreSQL stores exactly what it stored with the standard
+library alone.
+
+Reading: orjson, except for what it refuses (integers beyond 64 bits, numbers beyond a
+float's range), which json.loads reads.
+
+Writing (:func:`dumps`, the default of ``EventStore(json_dumps=...)``): orjson, except where
+its output could mean something else than json.dumps's:
+
+* it writes NaN and infinities as ``null``, where json.dumps writes ``NaN``, which PostgreSQL
+  refuses: any output with ``null`` in it is written again by json.dumps (a ``null`` of the
+  value's own costs that second pass, nothing more);
+* it refuses non-string keys, integers beyond 64 bits, lone surrogates and nesting deeper
+  than 254, and (with the passthrough options) datetimes, dataclasses and subclasses of
+  str, int, dict and list: json.dumps then writes or refuses them as it always did.
+
+What orjson accepts beyond json.dumps: ``uuid.UUID`` values (written as their string) and
+enums (written as their value), where json.dumps raises TypeError for a plain Enum or UUID.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +41,22 @@ def loads(data: str | bytes | bytearray | memoryview) -> Any:
         except orjson.JSONDecodeError:
             pass
     return json.loads(raw)
+
+
+# Whatever json.dumps would refuse, or write otherwise, orjson must refuse too (see above).
+_DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def dumps(value: Any) -> str | bytes:
+    """JSON text of ``value`` that PostgreSQL reads as it reads ``json.dumps(value)``, about ten
+    times faster for the usual event data."""
+    try:
+        out = orjson.dumps(value, option=_DUMPS_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value)
+    if b"null" in out:  # a None, or a NaN or infinity that orjson turned into null
+        return json.dumps(value)
+    return out
 
 
 def configure(conn: psycopg.Connection[Any]) -> None:

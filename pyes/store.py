@@ -8,7 +8,6 @@ The method names and arguments are those an asyncio twin would keep.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 import uuid
@@ -57,7 +56,7 @@ class EventStore:
         *,
         min_size: int = 1,
         max_size: int = 4,
-        json_dumps: Callable[[Any], str] = json.dumps,
+        json_dumps: Callable[[Any], str | bytes] = jsonio.dumps,
     ) -> None:
         if isinstance(source, ConnectionPool):
             self._pool, self._owns_pool = source, False

@@ -1,15 +1,19 @@
-"""pyes.jsonio decodes json and jsonb exactly as the standard library does, only faster."""
+"""pyes.jsonio reads and writes json and jsonb exactly as the standard library does, only faster."""
 
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
-from hypothesis import given, settings
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyes import EventStore, NewEvent
-from pyes.jsonio import loads
+from pyes.jsonio import dumps, loads
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
@@ -35,3 +39,81 @@ def test_huge_numbers_survive_a_round_trip_through_the_store(store: EventStore) 
     [event] = store.read_stream("item-1")
     assert event.data == data
     assert type(event.data["big"]) is int
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+# Values json.dumps writes (or refuses) in every way that matters to PostgreSQL: NaN and
+# infinities, None, integers beyond 64 bits, non-string keys, any text (surrogates and NUL
+# included), nesting.
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(alphabet=st.characters(codec=None, blacklist_categories=()), max_size=8)
+)
+_keys = st.text(max_size=6) | st.integers() | st.booleans() | st.none() | st.floats(allow_nan=False)
+written = st.recursive(
+    _scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_keys, children, max_size=4),
+    max_leaves=20,
+)
+
+
+def _as_jsonb(conn: psycopg.Connection[Any], text: str | bytes) -> tuple[str, str | None]:
+    """What PostgreSQL makes of ``text`` as jsonb: ("ok", its canonical text) or ("error", SQLSTATE)."""
+    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+    try:
+        with conn.transaction():
+            row = conn.execute("SELECT convert_from(%s, 'UTF8')::jsonb::text", (raw,)).fetchone()
+    except psycopg.Error as error:
+        return ("error", error.sqlstate)
+    assert row is not None
+    return ("ok", row[0])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(written)
+def test_dumps_gives_postgresql_what_json_dumps_gives_it(connect: Any, value: Any) -> None:
+    conn = _cached_connection(connect)
+    try:
+        expected = json.dumps(value)
+    except (TypeError, ValueError, RecursionError) as error:
+        with pytest.raises(type(error)):
+            dumps(value)
+        return
+    assert _as_jsonb(conn, dumps(value)) == _as_jsonb(conn, expected)
+
+
+_connections: dict[int, psycopg.Connection[Any]] = {}
+
+
+def _cached_connection(connect: Any) -> psycopg.Connection[Any]:
+    # One connection for all the examples of one test run (connect closes it afterwards).
+    key = id(connect)
+    if key not in _connections:
+        _connections.clear()
+        _connections[key] = connect(autocommit=True)
+    return _connections[key]
+
+
+def test_dumps_takes_the_fast_path_for_usual_data_and_json_dumps_for_the_rest() -> None:
+    assert dumps({"amount": 10, "note": "café", "tags": ["a", "b"], "rate": 0.1}) == (
+        b'{"amount":10,"note":"caf\xc3\xa9","tags":["a","b"],"rate":0.1}'
+    )
+    assert dumps({"rate": float("nan")}) == '{"rate": NaN}'  # PostgreSQL refuses it, as before
+    assert dumps({"empty": None}) == '{"empty": null}'
+    assert dumps({1: "one"}) == '{"1": "one"}'
+    assert dumps({"big": 2**70}) == '{"big": 1180591620717411303424}'
+    with pytest.raises(TypeError):
+        dumps({"at": datetime(2026, 1, 1, tzinfo=UTC)})  # as json.dumps: no silent ISO string
+    # The one widening: a UUID is written as its text (json.dumps raises TypeError).
+    some_id = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    assert dumps({"id": some_id}) == b'{"id":"12345678-1234-5678-1234-567812345678"}'
+
+
+def test_an_event_with_nan_is_refused_and_nothing_is_written(store: EventStore) -> None:
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+        store.append("item-1", [NewEvent("Noted", {"ok": 1}), NewEvent("Noted", {"rate": float("nan")})])
+    assert store.read_stream("item-1") == []
