@@ -22,7 +22,6 @@ enums (written as their value), where json.dumps raises TypeError for a plain En
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -30,12 +29,15 @@ import psycopg
 from psycopg.types.json import set_json_loads
 
 # 19 digits in a row may be an integer beyond 64 bits, which orjson would turn into a float.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# They are found by turning every digit into "0" and looking for 19 zeros: two passes in C,
+# where the regular expression [0-9]{19} cost more than orjson's whole parse.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGITS = b"0" * 19
 
 
 def loads(data: str | bytes | bytearray | memoryview) -> Any:
     raw = data.encode() if isinstance(data, str) else bytes(data)
-    if _LONG_DIGITS.search(raw) is None:
+    if _LONG_DIGITS not in raw.translate(_DIGITS_TO_ZERO):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:

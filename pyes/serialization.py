@@ -112,6 +112,8 @@ def decode(value: Any, hint: Any, *, path: str = "value") -> Any:
         if value is None:
             return None
         raise _mismatch(path, "null", value)
+    if type(hint) is type and dataclasses.is_dataclass(hint):  # an event class: the common case first
+        return _decode_dataclass(value, hint, path)
     origin = get_origin(hint)
     if origin is not None:
         return _decode_generic(value, hint, origin, get_args(hint), path)
@@ -211,11 +213,15 @@ def _decode_dataclass(value: Any, cls: type[Any], path: str) -> Any:
     if not isinstance(value, Mapping):
         raise _mismatch(path, f"an object for {cls.__qualname__}", value)
     kwargs: dict[str, Any] = {}
-    for name, decode_field, required in _dataclass_plan(cls, path):
-        if name in value:
-            kwargs[name] = decode_field(value[name], f"{path}.{name}")
-        elif required:
-            raise SerializationError(f"{path}.{name}: the required field of {cls.__qualname__} is missing")
+    for name, decode_field, required, exact in _dataclass_plan(cls, path):
+        item = value.get(name, _MISSING)
+        if item is _MISSING:
+            if required:
+                raise SerializationError(f"{path}.{name}: the required field of {cls.__qualname__} is missing")
+        elif type(item) is exact:
+            kwargs[name] = item  # what the scalar decoder would return, without the call
+        else:
+            kwargs[name] = decode_field(item, f"{path}.{name}")
     try:
         return cls(**kwargs)
     except SerializationError:
@@ -224,14 +230,21 @@ def _decode_dataclass(value: Any, cls: type[Any], path: str) -> Any:
         raise SerializationError(f"{path}: {cls.__qualname__} refused the data: {error}") from error
 
 
-_FieldPlan = list[tuple[str, Callable[[Any, str], Any], bool]]
+_MISSING = object()
+# Field types whose JSON value, when of exactly that Python type, is the decoded value as is
+# (the scalar decoders return it unchanged): the plan marks them so that the common case
+# skips the call. bool is not an int here: type(True) is bool.
+_AS_IS = (str, int, float, bool)
+
+_FieldPlan = list[tuple[str, Callable[[Any, str], Any], bool, type[Any] | None]]
 _PLANS: weakref.WeakKeyDictionary[type[Any], _FieldPlan] = weakref.WeakKeyDictionary()
 
 
 def _dataclass_plan(cls: type[Any], path: str) -> _FieldPlan:
-    """How to decode each init field of ``cls``: (name, decoder, required), worked out once per
-    class. A field of a scalar type gets its scalar decoder directly, skipping the dispatch of
-    :func:`decode` (most event fields are scalars, and aggregates decode thousands of events)."""
+    """How to decode each init field of ``cls``: (name, decoder, required, the type a value may
+    have to be taken as is), worked out once per class. A field of a scalar type gets its scalar
+    decoder directly, skipping the dispatch of :func:`decode` (most event fields are scalars,
+    and aggregates decode thousands of events)."""
     plan = _PLANS.get(cls)
     if plan is None:
         hints = _field_hints(cls, path)
@@ -243,7 +256,7 @@ def _dataclass_plan(cls: type[Any], path: str) -> _FieldPlan:
             scalar = _SCALARS.get(hint) if isinstance(hint, type) else None
             decoder = scalar if scalar is not None else _field_decoder(hint)
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            plan.append((f.name, decoder, required))
+            plan.append((f.name, decoder, required, hint if hint in _AS_IS else None))
         _PLANS[cls] = plan
     return plan
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
@@ -658,3 +659,33 @@ def test_round_trip_through_postgres(store: EventStore) -> None:
     assert events[1].type == "shop.OrderPlaced" and events[1].schema_version == 2
     assert events[1].metadata == {"by": "ann"}
     assert events[3].metadata == {"at": "2026-05-01T08:30:00+02:00"}
+
+
+@dataclass(frozen=True)
+class Scalars:
+    s: str
+    i: int
+    f: float
+    b: bool
+    n: int | None = None
+
+
+def test_scalar_fields_of_the_exact_type_are_taken_as_they_are_and_the_rest_still_checked() -> None:
+    # The decoder takes a str, int, float or bool field as is when the JSON value has exactly
+    # that type; anything else still goes through the field's checks.
+    value = decode({"s": "x", "i": 1, "f": 2.5, "b": True, "n": 3}, Scalars, path="data")
+    assert value == Scalars("x", 1, 2.5, True, 3)
+    widened = decode({"s": "x", "i": 1, "f": 2, "b": False}, Scalars, path="data")
+    assert widened.f == 2.0 and type(widened.f) is float and widened.n is None
+    for data, where, expected in [
+        ({"s": 5, "i": 1, "f": 1.0, "b": True}, "data.s", "a string"),
+        ({"s": "x", "i": True, "f": 1.0, "b": True}, "data.i", "an integer"),
+        ({"s": "x", "i": 1.0, "f": 1.0, "b": True}, "data.i", "an integer"),
+        ({"s": "x", "i": 1, "f": "1", "b": True}, "data.f", "a number"),
+        ({"s": "x", "i": 1, "f": 1.0, "b": 1}, "data.b", "true or false"),
+        ({"s": "x", "i": 1, "f": 1.0, "b": True, "n": "3"}, "data.n", "no member|fits no member"),
+    ]:
+        with pytest.raises(SerializationError, match=rf"^{re.escape(where)}: (expected )?.*({expected})"):
+            decode(data, Scalars, path="data")
+    with pytest.raises(SerializationError, match=r"^data\.b: the required field of Scalars is missing$"):
+        decode({"s": "x", "i": 1, "f": 1.0}, Scalars, path="data")
