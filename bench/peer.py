@@ -56,7 +56,7 @@ from psycopg.conninfo import conninfo_to_dict
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
 
-from pyes import Aggregate, EventStore, Repository, handles
+from pyes import Aggregate, EventStore, Repository, handles, jsonio
 from pyes.migrate import upgrade
 from pyes.typed import EventRegistry
 
@@ -163,6 +163,8 @@ class Sides:
         self.app = PeerBank(env={**es_env(dsn), "CREATE_TABLE": "y" if create_tables else "n"})
         self.ref = psycopg.connect(dsn, autocommit=True)
         self.ref_tx = psycopg.connect(dsn)
+        for conn in (self.ref, self.ref_tx):  # plain SQL decodes json as pyes does
+            jsonio.configure(conn)
         self.ref_ids = [f"account-{tag}-{i}" for i in range(n_aggregates)]
         self.ref_versions = [0] * n_aggregates
         self.pyes_aggs = [PeerAccount(f"{tag}-{i}") for i in range(n_aggregates)]

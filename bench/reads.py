@@ -20,7 +20,8 @@ side lacks only pyes's computed ``checkpoint`` text column):
 Each case is measured at three levels, to say where the time goes:
 
   full    what an application gets: psycopg fetchall into tuples (plain) or RecordedEvent
-          objects (pyes), JSON decoded into dicts on both sides.
+          objects (pyes), JSON decoded into dicts on both sides by the same function
+          (pyes.jsonio.loads: orjson, json.loads for what orjson would read otherwise).
   wire    the same statement through libpq only (PGconn.exec_params, text results): server
           execution, output functions and transfer, but no Python decoding.
   server  SELECT count(*) over the same page: server execution only, no output functions,
@@ -50,7 +51,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
 
-from pyes import EventStore, NewEvent
+from pyes import EventStore, NewEvent, jsonio
 from pyes.migrate import upgrade
 from pyes.records import RECORDED_COLUMNS
 
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         with EventStore(dsn, min_size=1, max_size=1) as store, psycopg.connect(dsn, autocommit=True) as plain:
+            jsonio.configure(plain)  # the plain side decodes json with the same function as pyes
             t0 = perf_counter()
             long_stream, total = build(store, rng)
             result["build_seconds"] = perf_counter() - t0
