@@ -38,6 +38,18 @@ def jsonb(value: Any) -> Jsonb:
 
     return Jsonb(value, dumps=jsonio.dumps)
 
+def check_streams_agree(conn: psycopg.Connection[Any], streams: str, events: str) -> None:
+    """Raise unless every stream row of ``streams`` has the version its events in ``events``
+    reach, and every stream with events has a row."""
+    row = conn.execute(
+        f"SELECT count(*) FROM {streams} s FULL JOIN (SELECT stream_id, count(*) n FROM {events} GROUP BY 1) e "
+        "USING (stream_id) WHERE s.version IS DISTINCT FROM e.n"
+    ).fetchone()
+    assert row is not None
+    if row[0]:
+        raise AssertionError(f"{row[0]} rows of {streams} disagree with {events}")
+
+
 # Server settings that decide what a commit costs, or that a reader of the figures wants.
 SETTINGS = (
     "fsync",
