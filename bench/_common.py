@@ -27,6 +27,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
+from pyes import jsonio
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -34,9 +36,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def jsonb(value: Any) -> Jsonb:
     """A jsonb parameter of a plain-SQL reference, encoded by the same function as pyes's
     (pyes.jsonio.dumps), so that a ratio compares the database work, not two JSON encoders."""
-    from pyes import jsonio
-
     return Jsonb(value, dumps=jsonio.dumps)
+
 
 def check_streams_agree(conn: psycopg.Connection[Any], streams: str, events: str) -> None:
     """Raise unless every stream row of ``streams`` has the version its events in ``events``

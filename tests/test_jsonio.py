@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyes import EventStore, NewEvent
@@ -73,29 +73,21 @@ def _as_jsonb(conn: psycopg.Connection[Any], text: str | bytes) -> tuple[str, st
     return ("ok", row[0])
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(written)
-def test_dumps_gives_postgresql_what_json_dumps_gives_it(connect: Any, value: Any) -> None:
-    conn = _cached_connection(connect)
-    try:
-        expected = json.dumps(value)
-    except (TypeError, ValueError, RecursionError) as error:
-        with pytest.raises(type(error)):
-            dumps(value)
-        return
-    assert _as_jsonb(conn, dumps(value)) == _as_jsonb(conn, expected)
+def test_dumps_gives_postgresql_what_json_dumps_gives_it(connect: Any) -> None:
+    conn = connect(autocommit=True)
 
+    @settings(max_examples=200, deadline=None)
+    @given(written)
+    def check(value: Any) -> None:
+        try:
+            expected = json.dumps(value)
+        except (TypeError, ValueError, RecursionError) as error:
+            with pytest.raises(type(error)):
+                dumps(value)
+            return
+        assert _as_jsonb(conn, dumps(value)) == _as_jsonb(conn, expected)
 
-_connections: dict[int, psycopg.Connection[Any]] = {}
-
-
-def _cached_connection(connect: Any) -> psycopg.Connection[Any]:
-    # One connection for all the examples of one test run (connect closes it afterwards).
-    key = id(connect)
-    if key not in _connections:
-        _connections.clear()
-        _connections[key] = connect(autocommit=True)
-    return _connections[key]
+    check()
 
 
 def test_dumps_takes_the_fast_path_for_usual_data_and_json_dumps_for_the_rest() -> None:
