@@ -49,8 +49,8 @@ WHY = {
     ("append", "100 events / tx"): (
         "executemany pipelines its INSERTs, so pyes saves no round trip there. The floor lines show what one "
         "function call with one INSERT ... SELECT of the batch costs; what pyes adds to that is per-event "
-        "work in the database: a dozen jsonb tests per event, the type and id checks over the batch, one "
-        "index probe per id (idempotent retries), and the sort that keeps positions in event order."),
+        "work in the database: a dozen jsonb tests per event, the type and id checks over the batch, and one "
+        "index probe per id (idempotent retries)."),
     ("concurrency", "scaling"): (
         "On 2 CPUs the writer processes compete with the server for the CPUs, and each append costs the "
         "server about twice the CPU of an INSERT (see append), so the CPUs run out first. (Nobody listens "
