@@ -88,35 +88,44 @@ def insert_multi(n: int) -> str:
 # a stream row as pyes does (an UPDATE of its version, or an INSERT for a new stream). No
 # validation, no id check, no expected-version logic, no trigger: pyes cannot be faster than
 # the second, and no design whose append is a function call faster than the first.
-FLOOR_SQL = """
-CREATE FUNCTION bench_raw.floor_insert(p_stream_id text, p_events jsonb, p_version bigint,
-                                       OUT stream_version bigint, OUT positions bigint[])
-LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_ev jsonb;
-    v_position bigint;
-BEGIN
-    stream_version := p_version;
-    IF jsonb_array_length(p_events) = 1 THEN
+
+
+def _floor_insert(table: str, last_version: str, extra_columns: str = "", extra_values: str = "") -> str:
+    """The statements both floors end with: the INSERT of one event (VALUES) or of the batch
+    (INSERT ... SELECT, as pyes.append runs them) into ``table``, the last event at version
+    ``last_version``; they set the OUT parameter ``positions``."""
+    columns = f"event_id, stream_id, category, version, type, schema_version, data, metadata{extra_columns}"
+    return f"""
+    IF v_count = 1 THEN
         v_ev := p_events -> 0;
-        INSERT INTO bench_raw.floor_events AS t (event_id, stream_id, category, version, type, schema_version, data,
-                                                 metadata)
-        VALUES ((v_ev ->> 'id')::uuid, p_stream_id, split_part(p_stream_id, '-', 1), p_version, v_ev ->> 'type', 1,
-                v_ev -> 'data', v_ev -> 'metadata')
+        INSERT INTO {table} AS t ({columns})
+        VALUES ((v_ev ->> 'id')::uuid, p_stream_id, split_part(p_stream_id, '-', 1), {last_version}, v_ev ->> 'type', 1,
+                v_ev -> 'data', v_ev -> 'metadata'{extra_values})
         RETURNING t.position INTO v_position;
         positions := ARRAY[v_position];
         RETURN;
     END IF;
     WITH inserted AS (
-        INSERT INTO bench_raw.floor_events AS t (event_id, stream_id, category, version, type, schema_version, data,
-                                                 metadata)
-        SELECT (e.ev ->> 'id')::uuid, p_stream_id, split_part(p_stream_id, '-', 1),
-               p_version - jsonb_array_length(p_events) + e.ord, e.ev ->> 'type', 1, e.ev -> 'data', e.ev -> 'metadata'
+        INSERT INTO {table} AS t ({columns})
+        SELECT (e.ev ->> 'id')::uuid, p_stream_id, split_part(p_stream_id, '-', 1), {last_version} - v_count + e.ord,
+               e.ev ->> 'type', 1, e.ev -> 'data', e.ev -> 'metadata'{extra_values}
           FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(ev, ord)
          ORDER BY e.ord
         RETURNING t.position
     )
-    SELECT array_agg(i.position ORDER BY i.position) INTO positions FROM inserted i;
+    SELECT array_agg(i.position ORDER BY i.position) INTO positions FROM inserted i;"""
+
+
+FLOOR_SQL = f"""
+CREATE FUNCTION bench_raw.floor_insert(p_stream_id text, p_events jsonb, p_version bigint,
+                                       OUT stream_version bigint, OUT positions bigint[])
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_count integer := jsonb_array_length(p_events);
+    v_ev jsonb;
+    v_position bigint;
+BEGIN
+    stream_version := p_version;{_floor_insert("bench_raw.floor_events", "p_version")}
 END;
 $$;
 
@@ -136,27 +145,7 @@ BEGIN
     IF NOT FOUND THEN
         INSERT INTO bench_raw.floor_streams AS s (stream_id, version, last_xid) VALUES (p_stream_id, v_count, v_xid)
         RETURNING s.version, s.updated_at INTO stream_version, v_now;
-    END IF;
-    IF v_count = 1 THEN
-        v_ev := p_events -> 0;
-        INSERT INTO bench_raw.floor_stream_events AS t (event_id, stream_id, category, version, type, schema_version,
-                                                        data, metadata, recorded_at, transaction_id)
-        VALUES ((v_ev ->> 'id')::uuid, p_stream_id, split_part(p_stream_id, '-', 1), stream_version, v_ev ->> 'type', 1,
-                v_ev -> 'data', v_ev -> 'metadata', v_now, v_xid)
-        RETURNING t.position INTO v_position;
-        positions := ARRAY[v_position];
-        RETURN;
-    END IF;
-    WITH inserted AS (
-        INSERT INTO bench_raw.floor_stream_events AS t (event_id, stream_id, category, version, type, schema_version,
-                                                        data, metadata, recorded_at, transaction_id)
-        SELECT (e.ev ->> 'id')::uuid, p_stream_id, split_part(p_stream_id, '-', 1), stream_version - v_count + e.ord,
-               e.ev ->> 'type', 1, e.ev -> 'data', e.ev -> 'metadata', v_now, v_xid
-          FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(ev, ord)
-         ORDER BY e.ord
-        RETURNING t.position
-    )
-    SELECT array_agg(i.position ORDER BY i.position) INTO positions FROM inserted i;
+    END IF;{_floor_insert("bench_raw.floor_stream_events", "stream_version", ", recorded_at, transaction_id", ", v_now, v_xid")}
 END;
 $$;
 """
