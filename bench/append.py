@@ -143,7 +143,8 @@ BEGIN
      WHERE s.stream_id = p_stream_id
     RETURNING s.version, s.updated_at INTO stream_version, v_now;
     IF NOT FOUND THEN
-        INSERT INTO bench_raw.floor_streams AS s (stream_id, version, last_xid) VALUES (p_stream_id, v_count, v_xid)
+        INSERT INTO bench_raw.floor_streams AS s (stream_id, category, version, last_xid)
+        VALUES (p_stream_id, split_part(p_stream_id, '-', 1), v_count, v_xid)
         RETURNING s.version, s.updated_at INTO stream_version, v_now;
     END IF;{_floor_insert("bench_raw.floor_stream_events", "stream_version", ", recorded_at, transaction_id", ", v_now, v_xid")}
 END;

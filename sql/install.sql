@@ -68,4 +68,7 @@ BEGIN;
 -- revision: pyes_0007
 \ir schema/010_listeners.sql
 \ir functions/130_append_trigger.sql
+-- revision: pyes_0008
+\ir schema/011_stream_row.sql
+\ir functions/140_stream_row.sql
 COMMIT;

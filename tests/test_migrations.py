@@ -137,9 +137,9 @@ def assert_nontrivial(dump: dict[str, list[tuple[Any, ...]]]) -> None:
     assert {("streams", "r"), ("events", "r"), ("recorded_events", "v")} <= {(r[0], r[1]) for r in dump["relations"]}
     columns = {(row[0], row[2]): row for row in dump["columns"]}
     assert columns[("events", "position")][6] == "a"  # GENERATED ALWAYS AS IDENTITY
-    assert columns[("streams", "category")][7] == "s"  # GENERATED ... STORED
+    assert columns[("streams", "category")][7] == ""  # plain since pyes_0008, set by a trigger
     assert len(dump["indexes"]) >= 6
-    assert {row[1] for row in dump["triggers"]} >= {"events_immutable_rows", "events_immutable_table"}
+    assert {row[1] for row in dump["triggers"]} >= {"events_immutable_rows", "events_immutable_table", "streams_category"}
     assert any(row[0] == "recorded_events" for row in dump["views"])
     assert any(row[0] == "schema" for row in dump["comments"])
     assert any("CHECK" in row[3] for row in dump["constraints"])
@@ -252,6 +252,37 @@ def test_downgrade_to_base_and_upgrade_again(empty_dsn: str) -> None:
         assert store.read_stream("account-1") == []
         assert store.stream_version("account-1") == 0
         assert store.append("account-1", [NewEvent("Opened")], 0).stream_version == 1
+
+
+def test_stepping_over_0008_keeps_the_streams(empty_dsn: str) -> None:
+    """0008 turns pyes.streams.category into a plain column and its downgrade rebuilds the
+    table: the rows, their metadata and their categories survive both ways."""
+    pyes.migrate.upgrade(empty_dsn)
+    with EventStore(empty_dsn, max_size=1) as store:
+        store.append("account-1", [NewEvent("Opened"), NewEvent("Deposited")])
+        store.append("ledger-x-9", [NewEvent("Posted")])
+        store.set_stream_metadata("account-1", {"owner": "ann"})
+    query = "SELECT stream_id, category, version, last_xid::text, metadata, created_at, updated_at FROM pyes.streams ORDER BY 1"
+    with psycopg.connect(empty_dsn) as conn:
+        before = conn.execute(query).fetchall()
+    assert [(row[0], row[1], row[2]) for row in before] == [("account-1", "account", 2), ("ledger-x-9", "ledger", 1)]
+
+    pyes.migrate.downgrade(empty_dsn, "pyes_0007")
+    with psycopg.connect(empty_dsn) as conn:
+        assert conn.execute(query).fetchall() == before
+        generated = conn.execute("SELECT attgenerated FROM pg_attribute WHERE attrelid = 'pyes.streams'::regclass"
+                                 " AND attname = 'category'").fetchone()
+        assert generated == ("s",)
+    with EventStore(empty_dsn, max_size=1) as store:  # appends work at 0007 too
+        assert store.append("account-2", [NewEvent("Opened")]).stream_version == 1
+
+    pyes.migrate.upgrade(empty_dsn)
+    with psycopg.connect(empty_dsn) as conn:
+        rows = conn.execute(query).fetchall()
+    assert rows[:1] + rows[2:] == before
+    assert (rows[1][0], rows[1][1], rows[1][2]) == ("account-2", "account", 1)
+    with EventStore(empty_dsn, max_size=1) as store:
+        assert store.append("account-1", [NewEvent("Closed")], 2).stream_version == 3
 
 
 def test_offline_sql_installs_the_same_schema(empty_dsn: str, second_empty_dsn: str, tmp_path: Path) -> None:

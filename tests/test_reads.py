@@ -4,6 +4,7 @@ correlation ids."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from conftest import settle
@@ -81,6 +82,15 @@ def test_category_is_the_part_before_the_first_dash(store: EventStore) -> None:
     settle(store)
     assert [e.stream_id for e in store.read_category("order")] == ["order-2024-17"]
     assert [e.stream_id for e in store.read_category("orderline")] == ["orderline"]
+
+
+def test_a_stream_row_gets_its_category_once_when_the_stream_is_created(store: EventStore, connect: Any) -> None:
+    # pyes.streams.category is a plain column set by the trigger streams_category (0008).
+    store.append("order-2024-17", [NewEvent("Placed")])
+    store.append("orderline", [NewEvent("Placed")])
+    store.append("order-2024-17", [NewEvent("Shipped")], 1)
+    rows = connect().execute("SELECT stream_id, category, version FROM pyes.streams ORDER BY stream_id").fetchall()
+    assert rows == [("order-2024-17", "order", 2), ("orderline", "orderline", 1)]
 
 
 def test_read_correlation(store: EventStore) -> None:

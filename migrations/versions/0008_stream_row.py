@@ -1,0 +1,42 @@
+"""a leaner stream row: category set when the stream is created, no CHECK constraints on the row every append updates
+
+Revision ID: pyes_0008
+Revises: pyes_0007
+Create Date: 2026-12-03
+"""
+
+from pyes.migrate import run_script
+from pyes.sqlfiles import revision_sql, sql_dir
+
+revision = "pyes_0008"
+down_revision = "pyes_0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    run_script(revision_sql(revision))
+
+
+def downgrade() -> None:
+    # PostgreSQL 15 cannot turn a column back into a generated one in place, and a column
+    # added again would come last: rebuild pyes.streams exactly as revision 0001 makes it
+    # (schema/002_streams.sql), copy the rows, and put back its triggers (020_immutability.sql).
+    run_script(
+        """
+        DROP TRIGGER streams_category ON pyes.streams;
+        DROP FUNCTION pyes.set_stream_category();
+        ALTER TABLE pyes.streams RENAME TO streams_pyes_0008;
+        ALTER INDEX pyes.streams_pkey RENAME TO streams_pyes_0008_pkey;
+        ALTER INDEX pyes.streams_category_idx RENAME TO streams_pyes_0008_category_idx;
+        """
+    )
+    run_script((sql_dir() / "schema" / "002_streams.sql").read_text())
+    run_script(
+        """
+        INSERT INTO pyes.streams (stream_id, version, last_xid, metadata, created_at, updated_at)
+        SELECT stream_id, version, last_xid, metadata, created_at, updated_at FROM pyes.streams_pyes_0008;
+        DROP TABLE pyes.streams_pyes_0008;
+        """
+    )
+    run_script((sql_dir() / "functions" / "020_immutability.sql").read_text())
