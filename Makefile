@@ -30,6 +30,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/append.py
+	@if command -v valgrind >/dev/null; then $(BIN)/python bench/instructions.py; \
+	 else echo "valgrind is not installed: bench/instructions.py skipped (its last results stay)"; fi
 	$(BIN)/python bench/snapshots.py
 	$(BIN)/python bench/reads.py
 	$(BIN)/python bench/concurrency.py
