@@ -81,6 +81,14 @@ def conn(connect: Any) -> psycopg.Connection[Any]:
 @example(batch=[{"id": UUID, "type": "Deposited", "metadata": [{}]}])
 @example(batch=[{"id": UUID.upper(), "type": "Deposited", "correlation_id": UUID, "causation_id": UUID[:35] + "x"}])
 @example(batch=[{"id": UUID[:8] + "-" + UUID[8:12] + UUID[13:], "type": "Deposited"}])
+# A batch's types, schema versions and ids are tested as lists of JSON text (040_append.sql).
+@example(batch=[{"type": "A"}, {"type": "B", "id": 12345678901234567890123456789012}])
+@example(batch=[{"type": "A"}, {"type": "B\nC"}])
+@example(batch=[{"type": "A"}, {"type": True}])
+@example(batch=[{"type": "A"}, {"type": "B", "schema_version": 1.0}])
+@example(batch=[{"type": "A"}, {"type": "B", "schema_version": 0}])
+@example(batch=[{"type": "A", "data": {}, "metadata": {}}, {"type": "B", "data": {"x": 1}, "metadata": []}])
+@example(batch=[{"type": "A", "correlation_id": None}, {"type": "B", "causation_id": "{" + UUID + "}"}])
 def test_inline_checks_agree_with_validate_events(conn: psycopg.Connection[Any], batch: Any) -> None:
     by_append = outcome(conn, "SELECT * FROM pyes.append('prop-1', %s::jsonb)", batch)
     by_validator = outcome(conn, "SELECT pyes.validate_events(%s::jsonb, 'prop-1')", batch)

@@ -21,22 +21,24 @@ def upgrade() -> None:
 def downgrade() -> None:
     # PostgreSQL 15 cannot turn a column back into a generated one in place, and a column
     # added again would come last: rebuild pyes.streams exactly as revision 0001 makes it
-    # (schema/002_streams.sql), copy the rows, and put back its triggers (020_immutability.sql).
+    # (schema/002_streams.sql), with its rows, and put back its triggers
+    # (020_immutability.sql). The rows wait in a temporary table, so that the new table's
+    # constraints get their own names (PostgreSQL 18 names NOT NULL constraints too, and
+    # would number them if the old table still had them).
     run_script(
         """
-        DROP TRIGGER streams_category ON pyes.streams;
+        CREATE TEMPORARY TABLE streams_pyes_0008 ON COMMIT DROP AS
+        SELECT stream_id, version, last_xid, metadata, created_at, updated_at FROM pyes.streams;
+        DROP TABLE pyes.streams;
         DROP FUNCTION pyes.set_stream_category();
-        ALTER TABLE pyes.streams RENAME TO streams_pyes_0008;
-        ALTER INDEX pyes.streams_pkey RENAME TO streams_pyes_0008_pkey;
-        ALTER INDEX pyes.streams_category_idx RENAME TO streams_pyes_0008_category_idx;
         """
     )
     run_script((sql_dir() / "schema" / "002_streams.sql").read_text())
     run_script(
         """
         INSERT INTO pyes.streams (stream_id, version, last_xid, metadata, created_at, updated_at)
-        SELECT stream_id, version, last_xid, metadata, created_at, updated_at FROM pyes.streams_pyes_0008;
-        DROP TABLE pyes.streams_pyes_0008;
+        SELECT stream_id, version, last_xid, metadata, created_at, updated_at FROM streams_pyes_0008;
+        DROP TABLE streams_pyes_0008;
         """
     )
     run_script((sql_dir() / "functions" / "020_immutability.sql").read_text())
