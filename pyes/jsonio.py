@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.types.json import set_json_loads
+from psycopg.types.json import JsonbLoader, JsonLoader, set_json_loads
 
 # 19 digits in a row may be an integer beyond 64 bits, which orjson would turn into a float.
 # They are found by turning every digit into "0" and looking for 19 zeros: two passes in C,
@@ -61,6 +61,19 @@ def dumps(value: Any) -> str | bytes:
     return out
 
 
+class _JsonTextLoader(JsonLoader):
+    # psycopg's text loaders call their loads function from a method that first copies a
+    # memoryview into bytes; loads takes the buffer as it comes, so it can be the method itself:
+    # one Python call per value instead of two (reading 1,000 events decodes 1,000 values).
+    load = staticmethod(loads)
+
+
+class _JsonbTextLoader(JsonbLoader):
+    load = staticmethod(loads)
+
+
 def configure(conn: psycopg.Connection[Any]) -> None:
     """Decode json and jsonb columns of ``conn`` with :func:`loads`."""
-    set_json_loads(loads, conn)
+    set_json_loads(loads, conn)  # the binary formats
+    conn.adapters.register_loader("json", _JsonTextLoader)
+    conn.adapters.register_loader("jsonb", _JsonbTextLoader)

@@ -35,7 +35,7 @@ def encode(value: Any, *, path: str = "value") -> Any:
     """``value`` as JSON-compatible data (dicts, lists, str, int, float, bool, None), losslessly.
 
     ``path`` names ``value`` in error messages."""
-    if value is None or type(value) in (str, int, bool):
+    if value is None or type(value) in _AS_IS_ENCODED:
         return value
     if isinstance(value, Enum):
         return encode(value.value, path=path)
@@ -62,7 +62,7 @@ def encode(value: Any, *, path: str = "value") -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode(getattr(value, f.name), path=f"{path}.{f.name}") for f in dataclasses.fields(value)}
+        return encode_dataclass(value, path)
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, item in value.items():
@@ -83,6 +83,27 @@ def encode(value: Any, *, path: str = "value") -> Any:
     if isinstance(value, int):
         return int(value)
     raise SerializationError(f"{path}: cannot encode a value of type {_type_name(value)}")
+
+
+def encode_dataclass(value: Any, path: str) -> dict[str, Any]:
+    """:func:`encode` of a dataclass instance: an object of its fields. A field of a plain str,
+    int or bool, or None, is taken as it is without the call (most event fields are)."""
+    out: dict[str, Any] = {}
+    for name in _field_names(type(value)):
+        item = getattr(value, name)
+        out[name] = item if item is None or type(item) in _AS_IS_ENCODED else encode(item, path=f"{path}.{name}")
+    return out
+
+
+_AS_IS_ENCODED = (str, int, bool)  # what encode returns unchanged, checked first there too
+_FIELD_NAMES: weakref.WeakKeyDictionary[type[Any], tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 def dumps(value: Any) -> str:
@@ -113,7 +134,7 @@ def decode(value: Any, hint: Any, *, path: str = "value") -> Any:
             return None
         raise _mismatch(path, "null", value)
     if type(hint) is type and dataclasses.is_dataclass(hint):  # an event class: the common case first
-        return _decode_dataclass(value, hint, path)
+        return decode_dataclass(value, hint, path)
     origin = get_origin(hint)
     if origin is not None:
         return _decode_generic(value, hint, origin, get_args(hint), path)
@@ -121,7 +142,7 @@ def decode(value: Any, hint: Any, *, path: str = "value") -> Any:
         if issubclass(hint, Enum):
             return _decode_enum(value, hint, path)
         if dataclasses.is_dataclass(hint):
-            return _decode_dataclass(value, hint, path)
+            return decode_dataclass(value, hint, path)
         scalar = _SCALARS.get(hint)
         if scalar is not None:
             return scalar(value, path)
@@ -207,9 +228,10 @@ def _decode_enum(value: Any, cls: type[Enum], path: str) -> Enum:
     raise _mismatch(path, f"a value of {cls.__qualname__} ({[encode(m.value) for m in cls]!r})", value)
 
 
-def _decode_dataclass(value: Any, cls: type[Any], path: str) -> Any:
-    """``cls`` from a JSON object, field by field: a missing field takes its default, unknown keys
-    are ignored."""
+def decode_dataclass(value: Any, cls: type[Any], path: str) -> Any:
+    """``cls`` (a dataclass) from a JSON object, field by field: a missing field takes its
+    default, unknown keys are ignored. The same as :func:`decode` with ``cls`` as the hint,
+    without its dispatch on the hint, which cost a quarter of the decoding of a typical event."""
     if not isinstance(value, Mapping):
         raise _mismatch(path, f"an object for {cls.__qualname__}", value)
     kwargs: dict[str, Any] = {}

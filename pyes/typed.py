@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from .records import NewEvent, RecordedEvent
-from .serialization import decode, encode
+from .serialization import decode_dataclass, encode, encode_dataclass
 
 __all__ = ["EventRegistry", "GenericEvent", "MissingUpcaster", "UnknownEventClass", "event", "registry", "upcaster"]
 
@@ -183,7 +183,7 @@ class EventRegistry:
         name, version = self.type_of(instance)
         return NewEvent(
             type=name,
-            data=encode(instance, path="data"),
+            data=encode_dataclass(instance, "data"),  # registered classes are dataclasses
             metadata=encode(dict(metadata), path="metadata") if metadata is not None else {},
             id=uuid.uuid4() if id is None else id,
             schema_version=version,
@@ -212,7 +212,7 @@ class EventRegistry:
                     f"{schema_version + 1} (the code knows up to version {current}) and no class for version {schema_version}"
                 )
             return GenericEvent(type, schema_version, dict(data))
-        return decode(data, cls, path="data")
+        return decode_dataclass(data, cls, "data")  # registered classes are dataclasses
 
     def classes(self) -> dict[tuple[str, int], type[Any]]:
         """A copy of the registrations: (type name, schema version) -> class."""

@@ -266,6 +266,29 @@ def test_unknown_event_types_do_not_break_loading(handler: CommandHandler[BankAc
     assert isinstance(AccountBalanceDeposited(Decimal(1)).amount, Decimal)
 
 
+def test_loading_reads_a_long_stream_page_by_page(handler: CommandHandler[BankAccount],
+                                                  accounts: Repository[BankAccount],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyes.aggregate
+
+    open_with(handler, "1", "1.00", "2.00", "3.00", "4.00", "5.00", "6.00")
+    monkeypatch.setattr(pyes.aggregate, "_PAGE", 3)  # 7 events: pages of 3, 3 and 1
+    account = accounts.load("1", use_snapshots=False)
+    assert (account.balance, account.version) == (Decimal("21.00"), 7)
+    assert accounts.load("1", version=6, use_snapshots=False).balance == Decimal("15.00")
+    monkeypatch.setattr(pyes.aggregate, "_PAGE", 7)  # a full last page, then an empty one
+    assert accounts.load("1", use_snapshots=False).balance == Decimal("21.00")
+
+
+@pytest.mark.parametrize("aggregate_id", ["x" * 250, "a\nb"])
+def test_loading_refuses_an_id_no_stream_can_have(accounts: Repository[BankAccount], aggregate_id: str) -> None:
+    """As pyes.read_stream would: PE101, not an empty aggregate that could never be saved."""
+    from pyes import InvalidStreamId
+
+    with pytest.raises(InvalidStreamId):
+        accounts.load(aggregate_id, use_snapshots=False)
+
+
 @pytest.mark.parametrize("data", [{"to_version": 5}, {"to_version": 4}, {"to_version": -1}, {"to_version": "1"},
                                   {"to_version": 1.5}, {}, {"to_version": 1, "extra": 2}])
 def test_a_hand_made_rewind_must_point_into_the_past(handler: CommandHandler[BankAccount], store: EventStore,

@@ -41,6 +41,18 @@ def test_huge_numbers_survive_a_round_trip_through_the_store(store: EventStore) 
     assert type(event.data["big"]) is int
 
 
+@pytest.mark.parametrize("binary", [False, True])
+def test_a_configured_connection_reads_json_and_jsonb_as_the_standard_library(connect: Any, binary: bool) -> None:
+    from pyes import jsonio
+
+    text = json.dumps({"big": 123456789012345678901234567890, "f": 1.5, "s": "é\n", "l": [None, True, -(2**70)]})
+    conn = connect()
+    jsonio.configure(conn)
+    row = conn.cursor(binary=binary).execute("SELECT %s::json, %s::jsonb, NULL::jsonb", (text, text)).fetchone()
+    assert row == (json.loads(text), json.loads(text), None)
+    assert type(row[1]["big"]) is int
+
+
 # -- writing ---------------------------------------------------------------------------------
 
 # Values json.dumps writes (or refuses) in every way that matters to PostgreSQL: NaN and
