@@ -13,16 +13,18 @@ Both sides run their domain layer, the way an application uses them: an aggregat
 command raises a "Deposited" event with the same six fields (the payload of
 bench/_common.py), saved by its repository.
 
-  save1     one event per save, over 100 aggregates in turn. pyes: Repository.save (one
-            transaction: BEGIN, the append, COMMIT); eventsourcing: Application.save.
+  save1     one event per save, over 100 aggregates in turn. pyes: Repository.save (with no
+            snapshot due, one EventStore.append in autocommit: one statement, one round
+            trip); eventsourcing: Application.save.
             reference: one INSERT of one row in autocommit into a copy of pyes.events.
   save100   100 events per save, over 10 aggregates in turn. reference: executemany of 100
             INSERTs, COMMIT.
   replay    load one aggregate of 1,000 events, no snapshots, no cache. pyes:
             Repository.load(use_snapshots=False); eventsourcing: app.repository.get.
             reference: plain SELECT of the 1,000 rows' data by version, fetched into Python.
-            Both save shapes also run pyes without its Repository's transaction (report only):
-            EventStore.append of the aggregate's pending events in autocommit, one round trip.
+            Both save shapes also run pyes without its Repository (report only): the
+            aggregate's pending events, made NewEvents by the registry, given to
+            EventStore.append, which shows what the Repository itself costs.
   writers4  4 writer processes, one event per save, each to its own 10 aggregates, for a
             fixed time; pyes and eventsourcing.
 
@@ -196,8 +198,8 @@ class Sides:
                 n += batch
                 i += 1
         elif side == "pyes_append":
-            # What Repository.save does without its transaction: one EventStore.append in
-            # autocommit (one statement, one round trip instead of BEGIN, append, COMMIT).
+            # What Repository.save does when no snapshot is due, without the Repository:
+            # one EventStore.append in autocommit.
             aggs, append, to_new = self.pyes_aggs, self.store.append, peer_registry.to_new_event
             while time.perf_counter() < deadline:
                 agg = aggs[i % len(aggs)]

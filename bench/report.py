@@ -197,8 +197,8 @@ def ratios_peer(d: dict[str, Any]) -> list[dict[str, Any]]:
                     "reference": m["eventsourcing"], "unit": "events/s", "ratio": s["pyes_over_eventsourcing"],
                     "target": s["target"], "result": s["result"], "per_round": s.get("per_round_ratios")})
         if m.get("pyes_append"):
-            out.append({"group": s["label"], "what": "pyes EventStore.append in autocommit (no Repository "
-                        "transaction) / eventsourcing", "pyes": m["pyes_append"], "reference": m["eventsourcing"],
+            out.append({"group": s["label"], "what": "pyes EventStore.append of the pending events, without "
+                        "the Repository / eventsourcing", "pyes": m["pyes_append"], "reference": m["eventsourcing"],
                         "unit": "events/s", "ratio": m["pyes_append"] / m["eventsourcing"], "target": None,
                         "result": "report", "per_round": [a["events_per_s"] / b["events_per_s"] for a, b in zip(
                             s["rounds"]["pyes_append"], s["rounds"]["eventsourcing"])]})
