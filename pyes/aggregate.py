@@ -217,9 +217,7 @@ class Repository(Generic[A]):
                 aggregate.restore_state(snapshot[1])
                 aggregate.version = snapshot[0]
         while version is None or aggregate.version < version:
-            # Only the columns a fold needs (metadata only for rewinds): decoding the other
-            # columns of every event costs more than the fold itself.
-            try:
+            try:  # only the columns a fold needs: see _LOAD_PAGE
                 rows = conn.execute(_LOAD_PAGE, {"stream": stream, "from": aggregate.version + 1, "max": _PAGE}).fetchall()
             except psycopg.Error as error:
                 raise translate(error) from error
