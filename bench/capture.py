@@ -1,7 +1,7 @@
 """UPDATE throughput on a captured table against the same table uncaptured, in one run.
 
 Two identical tables (same columns, rows, primary key); one is captured (pyes.capture_add,
-then backfilled) so every UPDATE also appends a RowUpdated event through pyes.append. Each
+then backfilled) so every UPDATE also appends a RowUpdated event (pyes.capture_row). Each
 round runs the same random UPDATEs (one row by primary key, two columns changed) on both
 tables, in alternating order; the figure is the median of the rounds' rates, and the cost
 factor is plain rate / captured rate (target: at most 2).
@@ -118,7 +118,7 @@ def main() -> None:
     print(table(["shape", "plain UPDATE/s", "captured UPDATE/s", "cost (plain/captured)"], rows, [False, True, True, True]))
     write_json(RESULTS / "capture.json", {
         "benchmark": "capture",
-        "what": "UPDATE throughput of a captured table (trigger appends RowUpdated through pyes.append) against the same table uncaptured",
+        "what": "UPDATE throughput of a captured table (its trigger, pyes.capture_row, appends a RowUpdated per UPDATE) against the same table uncaptured",
         "target": "cost factor (plain rate / captured rate) at most 2",
         "when": now_iso(),
         "server_source": source,

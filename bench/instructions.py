@@ -28,6 +28,11 @@ Cases, each with 1 event per call and with 100:
   floor_row     bench_raw.floor_stream_row: the stream row's UPDATE, then the INSERT
   pyes          pyes.append(stream, events, 'any')
 
+And one shape for capture (bench/capture.py times it): an UPDATE of one row by primary key,
+two columns changed, 100 per transaction, on a table of 10,000 rows that pyes.capture_add
+captures (every row imported), against the same UPDATE on an identical table without the
+capture. The difference is the capture trigger's work per row.
+
 Ratios are reference / pyes, like a ratio of rates (1.0: as cheap; 0.5: twice the work).
 No targets: this is the profile the timed targets are explained by. Writes
 bench/results/instructions.json. Fails if valgrind or the server is missing or a run fails.
@@ -57,7 +62,8 @@ from pyes.sqlfiles import install_sql
 
 CASES = ("insert", "floor_insert", "floor_row", "pyes")
 LABELS = {"insert": "INSERT", "floor_insert": "plpgsql function that only INSERTs",
-          "floor_row": "plpgsql function: stream row UPDATE + INSERT", "pyes": "pyes.append"}
+          "floor_row": "plpgsql function: stream row UPDATE + INSERT", "pyes": "pyes.append",
+          "plain_update": "UPDATE of an uncaptured table", "captured_update": "UPDATE of a captured table"}
 SHAPES = {1: (50, 550), 100: (5, 55)}  # events per call: (N1, N2) calls
 DATA = ('{"amount": 123456, "currency": "EUR", "reference": "INV-2025-123456", "channel": "card", '
         '"booked_on": "2025-03-12", "note": "monthly fee"}')
@@ -99,6 +105,43 @@ BEGIN
             SELECT * INTO r FROM pyes.append(v_stream, v_events, 'any');
         END CASE;
         COMMIT;
+    END LOOP;
+END;
+$$;
+"""
+
+
+# The capture shape: the tables and UPDATE of bench/capture.py, 100 UPDATEs per transaction.
+CAPTURE_CASES = ("plain_update", "captured_update")
+CAPTURE_CALLS = (200, 1200)
+CAPTURE_SQL = """
+CREATE TABLE bench_raw.plain_accounts (
+    id bigint PRIMARY KEY, owner text NOT NULL, email text NOT NULL, balance numeric(12, 2) NOT NULL,
+    status text NOT NULL, updated_at timestamptz NOT NULL, note text);
+CREATE TABLE bench_raw.captured_accounts (LIKE bench_raw.plain_accounts INCLUDING ALL);
+INSERT INTO bench_raw.plain_accounts
+SELECT i, 'owner ' || i, 'user' || i || '@example.com', (i % 1000) * 1.5, 'active', now(), 'created by the benchmark'
+  FROM generate_series(1, 10000) i;
+INSERT INTO bench_raw.captured_accounts SELECT * FROM bench_raw.plain_accounts;
+SELECT pyes.capture_add('bench_raw.captured_accounts');
+SELECT pyes.capture_backfill_batch('bench_raw.captured_accounts', 20000);
+CREATE PROCEDURE bench_raw.update_turns(p_case text, p_n integer)
+LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1..p_n LOOP
+        CASE p_case
+        WHEN 'update_loop' THEN
+            NULL;
+        WHEN 'plain_update' THEN
+            UPDATE bench_raw.plain_accounts SET balance = balance + 1, updated_at = clock_timestamp()
+             WHERE id = 1 + (i * 7919) % 10000;
+        WHEN 'captured_update' THEN
+            UPDATE bench_raw.captured_accounts SET balance = balance + 1, updated_at = clock_timestamp()
+             WHERE id = 1 + (i * 7919) % 10000;
+        END CASE;
+        IF i % 100 = 0 THEN
+            COMMIT;
+        END IF;
     END LOOP;
 END;
 $$;
@@ -152,10 +195,17 @@ class Cluster:
         return output
 
     def instructions(self, case: str, batch: int, calls: int) -> int:
+        if case in ("update_loop", *CAPTURE_CASES):
+            return self.count(case, f"CALL bench_raw.update_turns('{case}', 100)\n"
+                                    f"CALL bench_raw.update_turns('{case}', {calls})\n")
+        return self.count(f"{case}.{batch}", f"CALL bench_raw.turns('{case}', {batch}, 3)\n"
+                                             f"CALL bench_raw.turns('{case}', {batch}, {calls})\n")
+
+    def count(self, name: str, script: str) -> int:
+        """Instructions of a single-user backend running SCRIPT on a freshly vacuumed database."""
         self.single("VACUUM\n")
-        out = self.root / f"callgrind.{case}.{batch}.{calls}"
-        self.single(f"CALL bench_raw.turns('{case}', {batch}, 3)\nCALL bench_raw.turns('{case}', {batch}, {calls})\n",
-                    valgrind_out=out)
+        out = self.root / f"callgrind.{name}"
+        self.single(script, valgrind_out=out)
         match = re.search(r"^(?:summary|totals):\s+(\d+)", out.read_text(), re.MULTILINE)
         if not match:
             raise RuntimeError(f"no instruction count in {out}")
@@ -163,15 +213,23 @@ class Cluster:
         return int(match.group(1))
 
 
+def started(cluster: Cluster) -> psycopg.Connection[Any]:
+    """Start the cluster's server; the caller stops it (cluster.stop)."""
+    cluster.run([str(cluster.bin / "pg_ctl"), "-D", str(cluster.data), "-w", "-l", str(cluster.root / "log"),
+                 "-o", f"-c listen_addresses='' -k {cluster.root} -c fsync=off", "start"])
+    return psycopg.connect(f"host={cluster.root} dbname=postgres user=postgres", autocommit=True)
+
+
+def stop(cluster: Cluster) -> None:
+    cluster.run([str(cluster.bin / "pg_ctl"), "-D", str(cluster.data), "-w", "stop"])
+
+
 def setup(cluster: Cluster) -> dict[str, Any]:
     """initdb, start, install pyes and the references, record the server, stop."""
     cluster.run([str(cluster.bin / "initdb"), "-D", str(cluster.data), "-A", "trust", "-U", "postgres",
                  "-E", "UTF8", "--no-sync"])
-    socket_dir = cluster.root
-    cluster.run([str(cluster.bin / "pg_ctl"), "-D", str(cluster.data), "-w", "-l", str(cluster.root / "log"),
-                 "-o", f"-c listen_addresses='' -k {socket_dir} -c fsync=off", "start"])
     try:
-        with psycopg.connect(f"host={socket_dir} dbname=postgres user=postgres", autocommit=True) as conn:
+        with started(cluster) as conn:
             conn.execute(install_sql())
             conn.execute(SETUP_SQL)
             conn.execute(LOOP_SQL)
@@ -184,8 +242,35 @@ def setup(cluster: Cluster) -> dict[str, Any]:
             conn.execute("ANALYZE")
             info = C.server_info(conn)
     finally:
-        cluster.run([str(cluster.bin / "pg_ctl"), "-D", str(cluster.data), "-w", "stop"])
+        stop(cluster)
     return info
+
+
+def capture_shape(cluster: Cluster) -> dict[str, Any]:
+    """Instructions per UPDATE of the captured table and of the plain one. The tables are
+    made after the append cases ran, so that their 10,000 imported events do not change the
+    append figures."""
+    try:
+        with started(cluster) as conn:
+            conn.execute(CAPTURE_SQL)
+            for case in CAPTURE_CASES:
+                conn.execute("CALL bench_raw.update_turns(%s, 3000)", (case,))
+            conn.execute("ANALYZE")
+    finally:
+        stop(cluster)
+    n1, n2 = CAPTURE_CALLS
+    per_call: dict[str, float] = {}
+    for case in ("update_loop", *CAPTURE_CASES):
+        counts = (cluster.instructions(case, 1, n1), cluster.instructions(case, 1, n2))
+        per_call[case] = (counts[1] - counts[0]) / (n2 - n1)
+        print(f"  capture     {case:<16} {per_call[case]:>14,.0f} instructions per loop turn", flush=True)
+    own = {case: per_call[case] - per_call["update_loop"] for case in CAPTURE_CASES}
+    return {"name": "1 UPDATE (100 / transaction)", "batch": 1, "calls": [n1, n2],
+            "loop_instructions_per_turn": per_call["update_loop"], "instructions_per_call": own,
+            "instructions_per_event": own,
+            "capture_trigger_per_row": own["captured_update"] - own["plain_update"],
+            "comparisons": [{"pyes": "captured_update", "reference": "plain_update",
+                             "ratio": own["plain_update"] / own["captured_update"]}]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                            "instructions_per_call": own,
                            "instructions_per_event": {c: v / batch for c, v in own.items()},
                            "comparisons": comparisons})
+        shapes.append(capture_shape(cluster))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     result = {
@@ -231,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {**C.machine_info(), "load_average_at_start": None},
         "repo": C.repo_info(),
         "server": {**server, "source": f"initdb of {pg_bin()} (single-user, under callgrind)"},
-        "config": {"shapes": {str(k): v for k, v in SHAPES.items()}, "cases": list(CASES),
+        "config": {"shapes": {str(k): v for k, v in SHAPES.items()}, "cases": list(CASES), "capture_cases": list(CAPTURE_CASES), "capture_calls": list(CAPTURE_CALLS),
                    "settings": "fsync=off, synchronous_commit=off, jit=off (the commit is not counted)"},
         "labels": LABELS,
         "shapes": shapes,

@@ -12,6 +12,7 @@ import pytest
 
 from pyes import (
     CapturedTruncate,
+    EventTooLarge,
     InvalidCaptureOption,
     InvalidCaptureSetting,
     NoPrimaryKey,
@@ -125,6 +126,51 @@ def test_a_correlation_id_that_is_not_a_uuid_refuses_the_change(db: psycopg.Conn
     assert isinstance(error, InvalidCaptureSetting)
     assert db.execute("SELECT count(*) FROM users").fetchone() == (0,)
     assert events(db) == []
+
+
+def test_a_captured_change_keeps_the_event_size_limit_to_the_byte(db: psycopg.Connection[Any]) -> None:
+    """The trigger's short path estimates the event's size; an event near the limit must still
+    be measured as pyes.append measures it (PE104 above the limit, written at it)."""
+    cap.add(db, "users")
+    db.execute("INSERT INTO users (id, email, name) VALUES (1, 'a@x', 'Ann')")
+    change = "UPDATE users SET name = repeat('n', 3000) WHERE id = 1"
+    with db.transaction(force_rollback=True):  # the size this change's event takes
+        db.execute(change)
+        size = db.execute(
+            "SELECT pg_column_size(jsonb_build_object('type', type, 'data', data, 'correlation_id', correlation_id::text,"
+            " 'metadata', metadata)) FROM pyes.events WHERE stream_id = 'users-1' AND version = 2").fetchone()[0]  # type: ignore[index]
+    assert size > 3000
+    db.execute("BEGIN")
+    db.execute("SELECT set_config('pyes.max_event_bytes', %s, true)", (str(size - 1),))
+    error = raises("PE104", db, change)
+    db.execute("ROLLBACK")
+    assert isinstance(error, EventTooLarge) and f"limit (pyes.max_event_bytes) is {size - 1}." in (error.detail or "")
+    assert db.execute("SELECT name FROM users").fetchone() == ("Ann",)
+    assert [row[1] for row in events(db, "users-1")] == [1]
+    with db.transaction():
+        db.execute("SELECT set_config('pyes.max_event_bytes', %s, true)", (str(size),))
+        db.execute(change)
+    assert [(row[1], len(row[3]["changes"]["name"]["new"])) for row in events(db, "users-1")[1:]] == [(2, 3000)]
+
+
+@pytest.mark.timeout(30)
+def test_a_captured_change_from_an_older_transaction_is_refused_with_40001(
+        db: psycopg.Connection[Any], connect: Any) -> None:
+    """T1 takes its transaction id, T2 (newer) changes the row and commits, then T1 changes it:
+    appending T1's event after T2's would break the global order readers follow, so the
+    capture refuses T1's change as pyes.append refuses such an append."""
+    cap.add(db, "users")
+    db.execute("INSERT INTO users (id, email) VALUES (1, 'a@x')")
+    older = connect()
+    older.execute("SELECT pg_current_xact_id()")  # T1 begins and holds its transaction id
+    db.execute("UPDATE users SET email = 'b@x' WHERE id = 1")  # T2 commits
+    with pytest.raises(psycopg.Error) as caught:
+        older.execute("UPDATE users SET email = 'c@x' WHERE id = 1")
+    assert caught.value.sqlstate == "40001"
+    older.rollback()
+    assert db.execute("SELECT email FROM users").fetchone() == ("b@x",)
+    assert [(row[1], row[3].get("changes")) for row in events(db, "users-1")] == [
+        (1, None), (2, {"email": {"old": "a@x", "new": "b@x"}})]
 
 
 def test_composite_keys_and_unambiguous_stream_ids(db: psycopg.Connection[Any]) -> None:

@@ -34,7 +34,8 @@ DECLARE
     v_excluded   text[] := TG_ARGV[2]::text[];
     v_epoch      bigint := TG_ARGV[3]::bigint;
     v_table      text   := format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME);
-    v_corr       text   := current_setting('pyes.correlation_id', true);
+    v_corr       text   := nullif(current_setting('pyes.correlation_id', true), '');
+    v_xid        xid8   := pg_current_xact_id();
     v_row        jsonb;
     v_new        jsonb;
     v_old        jsonb;
@@ -46,15 +47,19 @@ DECLARE
     v_data       jsonb;
     v_type       text;
     v_meta       jsonb;
+    v_event      jsonb;
     v_version    bigint;
+    v_now        timestamptz;
     v_last       bigint;
-    v_events     jsonb;
+    v_moved      boolean;
+    v_max        integer := 1048576;  -- pyes.max_event_bytes() when the setting is empty
 BEGIN
-    -- This is the hot path of every write to a captured table: everything is inline, since
-    -- a call to a function with a pinned search_path costs as much as several of these lines.
-    IF v_corr = '' THEN
-        v_corr := NULL;
-    ELSIF v_corr IS NOT NULL THEN
+    -- This is the hot path of every write to a captured table. Each SQL statement below
+    -- costs an executor start-up and each call of a function with a pinned search_path a
+    -- configuration save and restore, so the common case runs three statements: the
+    -- changed columns, the stream row's compare-and-set and the INSERT (measured with
+    -- callgrind: bench/README.md, "Capture, part by part").
+    IF v_corr IS NOT NULL THEN
         v_corr := pyes.capture_correlation_id()::text;  -- PE505 unless a uuid
     END IF;
     IF TG_OP <> 'DELETE' THEN
@@ -65,18 +70,25 @@ BEGIN
     END IF;
     v_row := coalesce(v_new, v_old);
 
-    IF TG_OP = 'UPDATE' AND EXISTS (SELECT 1 FROM unnest(v_keys) AS k(col) WHERE (v_new -> k.col) IS DISTINCT FROM (v_old -> k.col)) THEN
-        -- The primary key changed: the row leaves one stream and starts another.
-        PERFORM pyes.capture_append(pyes.capture_stream_id(v_prefix, v_keys, v_old), v_epoch,
-            pyes.capture_key(v_keys, v_old), v_old - v_excluded, v_table, 'update',
-            jsonb_build_object('type', 'RowDeleted', 'data', jsonb_build_object(
-                'key', pyes.capture_key(v_keys, v_old), 'row', v_old - v_excluded, 'moved_to', pyes.capture_key(v_keys, v_new))),
-            v_corr::uuid);
-        PERFORM pyes.capture_append(pyes.capture_stream_id(v_prefix, v_keys, v_new), v_epoch, NULL, NULL, v_table, 'update',
-            jsonb_build_object('type', 'RowCreated', 'data', jsonb_build_object(
-                'key', pyes.capture_key(v_keys, v_new), 'row', v_new - v_excluded, 'moved_from', pyes.capture_key(v_keys, v_old))),
-            v_corr::uuid);
-        RETURN NULL;
+    IF TG_OP = 'UPDATE' THEN
+        IF cardinality(v_keys) = 1 THEN  -- a plain expression, not a query
+            v_moved := (v_new -> v_keys[1]) IS DISTINCT FROM (v_old -> v_keys[1]);
+        ELSE
+            v_moved := EXISTS (SELECT 1 FROM unnest(v_keys) AS k(col) WHERE (v_new -> k.col) IS DISTINCT FROM (v_old -> k.col));
+        END IF;
+        IF v_moved THEN
+            -- The primary key changed: the row leaves one stream and starts another.
+            PERFORM pyes.capture_append(pyes.capture_stream_id(v_prefix, v_keys, v_old), v_epoch,
+                pyes.capture_key(v_keys, v_old), v_old - v_excluded, v_table, 'update',
+                jsonb_build_object('type', 'RowDeleted', 'data', jsonb_build_object(
+                    'key', pyes.capture_key(v_keys, v_old), 'row', v_old - v_excluded, 'moved_to', pyes.capture_key(v_keys, v_new))),
+                v_corr::uuid);
+            PERFORM pyes.capture_append(pyes.capture_stream_id(v_prefix, v_keys, v_new), v_epoch, NULL, NULL, v_table, 'update',
+                jsonb_build_object('type', 'RowCreated', 'data', jsonb_build_object(
+                    'key', pyes.capture_key(v_keys, v_new), 'row', v_new - v_excluded, 'moved_from', pyes.capture_key(v_keys, v_old))),
+                v_corr::uuid);
+            RETURN NULL;
+        END IF;
     END IF;
 
     -- The row's stream and key (the key is the same in OLD and NEW here).
@@ -101,11 +113,15 @@ BEGIN
         v_data := jsonb_build_object('key', v_key, 'row', v_old - v_excluded);
     ELSE
         SELECT jsonb_object_agg(n.key, jsonb_build_object('old', v_old -> n.key, 'new', n.value))
-                   FILTER (WHERE n.key <> ALL (v_excluded)),
-               array_agg(n.key ORDER BY n.key) FILTER (WHERE n.key = ANY (v_excluded))
-          INTO v_changes, v_redacted
+          INTO v_changes
           FROM jsonb_each(v_new) AS n
-         WHERE n.value IS DISTINCT FROM v_old -> n.key;
+         WHERE n.value IS DISTINCT FROM v_old -> n.key
+           AND n.key <> ALL (v_excluded);
+        IF cardinality(v_excluded) > 0 THEN
+            SELECT array_agg(x.col ORDER BY x.col) INTO v_redacted
+              FROM unnest(v_excluded) AS x(col)
+             WHERE (v_new -> x.col) IS DISTINCT FROM (v_old -> x.col);
+        END IF;
         IF v_changes IS NULL AND v_redacted IS NULL THEN
             RETURN NULL;  -- nothing changed
         END IF;
@@ -116,8 +132,9 @@ BEGIN
         END IF;
     END IF;
 
-    -- Who and why: the same as pyes.capture_metadata, inline.
-    v_meta := jsonb_build_object('table', v_table, 'db_role', current_user::text);
+    -- Who and why: the same as pyes.capture_metadata. Building a jsonb costs about as much
+    -- per key as a statement, so the settings that are usually empty are tested first.
+    v_meta := jsonb_build_object('table', v_table, 'operation', lower(TG_OP), 'db_role', current_user::text);
     IF current_setting('application_name', true) <> '' THEN
         v_meta := v_meta || jsonb_build_object('application_name', current_setting('application_name', true));
     END IF;
@@ -130,11 +147,38 @@ BEGIN
     IF coalesce(current_setting('pyes.restored_to', true), '') <> '' THEN
         v_meta := v_meta || jsonb_build_object('restored_to', current_setting('pyes.restored_to', true));
     END IF;
-    v_events := jsonb_build_array(jsonb_build_object('type', v_type, 'data', v_data, 'correlation_id', v_corr,
-                                                     'metadata', v_meta || jsonb_build_object('operation', lower(TG_OP))));
+    IF coalesce(current_setting('pyes.max_event_bytes', true), '') <> '' THEN
+        v_max := pyes.max_event_bytes();
+    END IF;
 
+    -- The common case: the row's stream exists (and, for an UPDATE or DELETE, holds history
+    -- of this capture, which is certain in a first capture, history epoch 0), and the stream
+    -- id and the event pass the checks of pyes.append. The event's size (pyes.append's
+    -- PE104 measures the whole event object) is at most its data's and metadata's plus 256
+    -- bytes: type, correlation id, keys and headers. Then it is one compare-and-set of the
+    -- stream's row, as in capture_write, and one INSERT. Otherwise (a new stream, a row to
+    -- import first, a newer writer of the stream, an event near the size limit or input that
+    -- fails a check) capture_write below does the whole job, with its errors.
+    IF (v_epoch = 0 OR TG_OP = 'INSERT')
+       AND char_length(v_stream) <= 255 AND v_stream !~ '[[:cntrl:]]'
+       AND pg_column_size(v_data) + pg_column_size(v_meta) + 256 <= v_max THEN
+        UPDATE pyes.streams s
+           SET version = s.version + 1, last_xid = v_xid, updated_at = clock_timestamp()
+         WHERE s.stream_id = v_stream
+           AND s.last_xid <= v_xid
+        RETURNING s.version, s.updated_at INTO v_version, v_now;
+        IF FOUND THEN
+            INSERT INTO pyes.events (event_id, stream_id, category, version, type, data, metadata,
+                                     correlation_id, recorded_at, transaction_id)
+            VALUES (gen_random_uuid(), v_stream, split_part(v_stream, '-', 1), v_version, v_type, v_data, v_meta,
+                    v_corr::uuid, v_now, v_xid);
+            RETURN NULL;
+        END IF;
+    END IF;
+
+    v_event := jsonb_build_object('type', v_type, 'data', v_data, 'correlation_id', v_corr, 'metadata', v_meta);
     IF TG_OP = 'INSERT' THEN
-        PERFORM pyes.capture_write(v_stream, v_events, NULL);
+        PERFORM pyes.capture_write(v_stream, jsonb_build_array(v_event), NULL);
         RETURN NULL;
     END IF;
     -- An UPDATE or DELETE of a row without history in this capture: import it first.
@@ -143,11 +187,13 @@ BEGIN
         SELECT e.position INTO v_last FROM pyes.events e WHERE e.stream_id = v_stream AND e.version = v_version;
     END IF;
     IF v_version IS NULL OR v_last <= v_epoch THEN
-        v_events := jsonb_build_array(jsonb_build_object(
-                        'type', 'RowImported', 'data', jsonb_build_object('key', v_key, 'row', v_old - v_excluded),
-                        'correlation_id', v_corr, 'metadata', v_meta || '{"operation": "import"}'::jsonb)) || v_events;
+        PERFORM pyes.capture_write(v_stream, jsonb_build_array(
+            jsonb_build_object('type', 'RowImported', 'data', jsonb_build_object('key', v_key, 'row', v_old - v_excluded),
+                               'correlation_id', v_corr, 'metadata', v_meta || '{"operation": "import"}'::jsonb),
+            v_event), coalesce(v_version, 0));
+    ELSE
+        PERFORM pyes.capture_write(v_stream, jsonb_build_array(v_event), v_version);
     END IF;
-    PERFORM pyes.capture_write(v_stream, v_events, coalesce(v_version, 0));
     RETURN NULL;
 END;
 $$;
