@@ -29,11 +29,13 @@ accounts. Every event of the log is of those two types, so every event reaches t
    table. Both results are compared row by row (the run fails if they differ). Target:
    >= 50,000 events/s. A projection with an empty handler, run the same way, shows what pyes's
    own machinery costs (batch read, dynamic call, one function call per event) apart from
-   the upsert.
+   the upsert. The same table kept by a batch handler (it takes pyes.events[]: one call per
+   batch of 10,000, one set-based upsert for all its accounts) is run the same way, and
+   checked the same way.
 3. Rebuild. The log is filled to --rebuild-events; a rebuild is pyes.reset_projection (TRUNCATE,
    checkpoint back to the start) then run_projection batches (the batch size that was faster in
-   2) until caught_up, against TRUNCATE + the same INSERT ... SELECT in one transaction.
-   Target: under 30 s for 1,000,000 events.
+   2) until caught_up, against TRUNCATE + the same INSERT ... SELECT in one transaction, and
+   the batch handler's rebuild the same way. Target: under 30 s for 1,000,000 events.
 
 Figures are medians of rounds; ratios are pyes over the reference (time or events/s, both
 stated). Other processes share this machine: the load average is recorded at the start
@@ -71,6 +73,7 @@ TYPES = ("Deposited", "Withdrawn")
 INLINE = "balances_inline"
 ASYNC = "balances_async"
 NOOP = "noop_async"
+BATCH = "balances_batch"
 BATCHES = (1000, 10000)
 TARGET_INLINE_COST = 1.30
 TARGET_CATCHUP_RATE = 50_000.0
@@ -88,6 +91,7 @@ CREATE TABLE bench_proj.balances_inline (
     updated_at timestamptz NOT NULL
 );
 CREATE TABLE bench_proj.balances_async (LIKE bench_proj.balances_inline INCLUDING ALL);
+CREATE TABLE bench_proj.balances_batch (LIKE bench_proj.balances_inline INCLUDING ALL);
 CREATE TABLE bench_proj.balances_ref (LIKE bench_proj.balances_inline INCLUDING ALL);
 CREATE TABLE bench_proj.noop (stream_id text PRIMARY KEY);
 
@@ -114,6 +118,22 @@ BEGIN
             1, e.recorded_at)
     ON CONFLICT (stream_id) DO UPDATE
        SET balance = b.balance + excluded.balance, events = b.events + 1, updated_at = excluded.updated_at;
+END;
+$$;
+
+-- The same table kept by a batch handler (it takes pyes.events[]: one call per batch), written
+-- set-based: one upsert per batch for all its accounts. A later batch holds later events of a
+-- stream, so its last recorded_at is the stream's newest.
+CREATE FUNCTION bench_proj.apply_balances_batch(events pyes.events[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO balances_batch AS b (stream_id, balance, events, updated_at)
+    SELECT e.stream_id, sum(CASE e.type WHEN 'Deposited' THEN 1 ELSE -1 END * (e.data ->> 'amount')::numeric),
+           count(*), max(e.recorded_at)
+      FROM unnest(events) AS e
+     GROUP BY e.stream_id
+    ON CONFLICT (stream_id) DO UPDATE
+       SET balance = b.balance + excluded.balance, events = b.events + excluded.events, updated_at = excluded.updated_at;
 END;
 $$;
 
@@ -421,6 +441,7 @@ def catchup_section(conn: psycopg.Connection[Any], backend: int | None, args: ar
     rounds: dict[str, list[dict[str, Any]]] = {f"pyes_batch_{b}": [] for b in BATCHES}
     rounds["reference"] = []
     rounds["noop_batch_10000"] = []
+    rounds["batch_handler_10000"] = []
     for rnd in range(args.catchup_rounds):
         keys = list(rounds)
         if rnd % 2:
@@ -430,6 +451,11 @@ def catchup_section(conn: psycopg.Connection[Any], backend: int | None, args: ar
                 r = reference_round(conn, backend, with_truncate=False)
             elif key.startswith("noop"):
                 r = catch_up(conn, backend, NOOP, 10000, with_reset=False)
+            elif key.startswith("batch_handler"):
+                r = catch_up(conn, backend, BATCH, 10000, with_reset=False)
+                if r["processed"] != events:
+                    raise AssertionError(f"{key}: processed {r['processed']} events of {events}")
+                compare(conn, "balances_batch")
             else:
                 r = catch_up(conn, backend, ASYNC, int(key.rsplit("_", 1)[1]), with_reset=False)
                 if r["processed"] != events:
@@ -451,6 +477,11 @@ def catchup_section(conn: psycopg.Connection[Any], backend: int | None, args: ar
     rate = out["variants"][f"pyes_batch_{best}"]["median_events_per_s"]
     out["target_min_events_per_s"] = TARGET_CATCHUP_RATE
     out["result"] = "PASS" if rate >= TARGET_CATCHUP_RATE else "MISSED"
+    bh = out["variants"]["batch_handler_10000"]
+    bh["time_ratio_vs_reference"] = bh["median_seconds"] / ref["median_seconds"]
+    bh["throughput_ratio_vs_reference"] = ref["median_seconds"] / bh["median_seconds"]
+    bh["us_per_event"] = 1e6 * bh["median_seconds"] / events
+    out["batch_handler_result"] = "PASS" if bh["median_events_per_s"] >= TARGET_CATCHUP_RATE else "MISSED"
     noop = out["variants"]["noop_batch_10000"]
     out["machinery_us_per_event"] = 1e6 * noop["median_seconds"] / events
     out["handler_upsert_us_per_event"] = (1e6 * out["variants"]["pyes_batch_10000"]["median_seconds"] / events
@@ -464,19 +495,21 @@ def rebuild_section(conn: psycopg.Connection[Any], backend: int | None, args: ar
     events = event_count(conn)
     print(f"\n3. rebuild over {events:,} events, batch {batch} ({args.rebuild_rounds} rounds, interleaved)", flush=True)
     reference_round(conn, None, with_truncate=True)  # the expected table, for the checks
-    rounds: dict[str, list[dict[str, Any]]] = {"pyes": [], "reference": []}
+    rounds: dict[str, list[dict[str, Any]]] = {"pyes": [], "reference": [], "batch_handler": []}
     for rnd in range(args.rebuild_rounds):
-        keys = ["pyes", "reference"] if rnd % 2 == 0 else ["reference", "pyes"]
+        keys = ["pyes", "reference", "batch_handler"] if rnd % 2 == 0 else ["batch_handler", "reference", "pyes"]
         for key in keys:
-            if key == "pyes":
-                r = catch_up(conn, backend, ASYNC, batch, with_reset=True)
+            if key != "reference":
+                r = catch_up(conn, backend, ASYNC if key == "pyes" else BATCH, batch, with_reset=True)
                 if r["processed"] != events:
-                    raise AssertionError(f"rebuild processed {r['processed']} events of {events}")
+                    raise AssertionError(f"rebuild ({key}) processed {r['processed']} events of {events}")
             else:
                 r = reference_round(conn, backend, with_truncate=True)
             rounds[key].append({"round": rnd + 1, **r})
         compare(conn, "balances_async")
+        compare(conn, "balances_batch")
         print(f"  round {rnd + 1}/{args.rebuild_rounds}  pyes {rounds['pyes'][-1]['seconds']:.1f} s  "
+              f"batch handler {rounds['batch_handler'][-1]['seconds']:.1f} s  "
               f"reference {rounds['reference'][-1]['seconds']:.2f} s", flush=True)
     out: dict[str, Any] = {"events": events, "batch": batch,
                            "variants": {k: summarize(v, events) for k, v in rounds.items()}}
@@ -488,6 +521,10 @@ def rebuild_section(conn: psycopg.Connection[Any], backend: int | None, args: ar
     out["target_max_seconds"] = limit
     out["target_note"] = f"{TARGET_REBUILD_SECONDS:.0f} s per {TARGET_REBUILD_EVENTS:,} events, scaled to this size"
     out["result"] = "PASS" if p["median_seconds"] <= limit else "MISSED"
+    b = out["variants"]["batch_handler"]
+    b["time_ratio_vs_reference"] = b["median_seconds"] / r["median_seconds"]
+    b["throughput_ratio_vs_reference"] = r["median_seconds"] / b["median_seconds"]
+    out["batch_handler_result"] = "PASS" if b["median_seconds"] <= limit else "MISSED"
     return out
 
 
@@ -545,9 +582,11 @@ def main(argv: list[str] | None = None) -> int:
             print("\n1. inline overhead: single-event appends without / with the inline balance projection", flush=True)
             result["inline_overhead"] = inline_overhead(dsn, conn, args)
             conn.execute("SELECT pyes.unregister_projection(%s)", (INLINE,))
-            for name, handler, table in ((ASYNC, "apply_balance_async", "balances_async"), (NOOP, "apply_noop", "noop")):
+            for name, handler, table in ((ASYNC, "apply_balance_async(pyes.events)", "balances_async"),
+                                         (NOOP, "apply_noop(pyes.events)", "noop"),
+                                         (BATCH, "apply_balances_batch(pyes.events[])", "balances_batch")):
                 conn.execute(
-                    f"SELECT 1 FROM pyes.register_projection(%s, 'bench_proj.{handler}(pyes.events)', %s, 'async', "
+                    f"SELECT 1 FROM pyes.register_projection(%s, 'bench_proj.{handler}', %s, 'async', "
                     f"ARRAY['{table}'], 'bench_proj', p_stream_column => 'stream_id')", (name, list(TYPES)))
 
             backend = C.local_backend(conn)
@@ -597,11 +636,23 @@ def ratios(result: dict[str, Any]) -> list[dict[str, Any]]:
          "pyes_median_events_per_s": best["median_events_per_s"],
          "reference_median_events_per_s": cu["variants"]["reference"]["median_events_per_s"],
          "ratio": best["throughput_ratio_vs_reference"], "target": None, "result": cu["result"]},
+        {"label": f"catch-up of {cu['events']:,} events, batch handler (one call per batch of 10,000), against one "
+                  f"INSERT ... SELECT (target: >= {TARGET_CATCHUP_RATE:,.0f} events/s, not a ratio)",
+         "pyes_median_events_per_s": cu["variants"]["batch_handler_10000"]["median_events_per_s"],
+         "reference_median_events_per_s": cu["variants"]["reference"]["median_events_per_s"],
+         "ratio": cu["variants"]["batch_handler_10000"]["throughput_ratio_vs_reference"], "target": None,
+         "result": cu["batch_handler_result"]},
         {"label": f"rebuild of {rb['events']:,} events against TRUNCATE + one INSERT ... SELECT "
                   f"(target: <= {rb['target_max_seconds']:.0f} s, not a ratio)",
          "pyes_median_events_per_s": rb["variants"]["pyes"]["median_events_per_s"],
          "reference_median_events_per_s": rb["variants"]["reference"]["median_events_per_s"],
          "ratio": rb["throughput_ratio_vs_reference"], "target": None, "result": rb["result"]},
+        {"label": f"rebuild of {rb['events']:,} events, batch handler, against TRUNCATE + one INSERT ... SELECT "
+                  f"(target: <= {rb['target_max_seconds']:.0f} s, not a ratio)",
+         "pyes_median_events_per_s": rb["variants"]["batch_handler"]["median_events_per_s"],
+         "reference_median_events_per_s": rb["variants"]["reference"]["median_events_per_s"],
+         "ratio": rb["variants"]["batch_handler"]["throughput_ratio_vs_reference"], "target": None,
+         "result": rb["batch_handler_result"]},
     ]
 
 
@@ -624,12 +675,26 @@ def report(result: dict[str, Any]) -> None:
             f">= {TARGET_CATCHUP_RATE:,.0f}/s" if b == cu["best_batch"] else "-",
             cu["result"] if b == cu["best_batch"] else "report",
         ])
+    bh = cu["variants"]["batch_handler_10000"]
+    rows.append([
+        f"catch-up {cu['events']:,}, batch handler", f"{bh['median_events_per_s']:,.0f} events/s",
+        f"{ref['median_events_per_s']:,.0f} events/s (INSERT ... SELECT)",
+        f"time x{bh['time_ratio_vs_reference']:.1f} (throughput x{bh['throughput_ratio_vs_reference']:.3f})",
+        f">= {TARGET_CATCHUP_RATE:,.0f}/s", cu["batch_handler_result"],
+    ])
     p, r = rb["variants"]["pyes"], rb["variants"]["reference"]
     rows.append([
         f"rebuild {rb['events']:,}, batch {rb['batch']}", f"{p['median_seconds']:.1f} s",
         f"{r['median_seconds']:.2f} s (TRUNCATE + INSERT ... SELECT)",
         f"time x{rb['time_ratio_vs_reference']:.1f} (throughput x{rb['throughput_ratio_vs_reference']:.3f})",
         f"<= {rb['target_max_seconds']:.1f} s", rb["result"],
+    ])
+    b = rb["variants"]["batch_handler"]
+    rows.append([
+        f"rebuild {rb['events']:,}, batch handler", f"{b['median_seconds']:.1f} s",
+        f"{r['median_seconds']:.2f} s (TRUNCATE + INSERT ... SELECT)",
+        f"time x{b['time_ratio_vs_reference']:.1f} (throughput x{b['throughput_ratio_vs_reference']:.3f})",
+        f"<= {rb['target_max_seconds']:.1f} s", rb["batch_handler_result"],
     ])
     print()
     print(C.table(["case", "pyes", "reference", "ratio pyes/reference", "target", "result"], rows,
@@ -654,6 +719,7 @@ def report(result: dict[str, Any]) -> None:
             print(f"  filling with pyes.append: {f['added']:,} events in {f['seconds']:.1f} s "
                   f"({f['events_per_s']:,.0f} events/s)")
     misses = [n for n, d in (("inline", io), ("catch-up", cu), ("rebuild", rb)) if d["result"] == "MISSED"]
+    misses += [f"{n} (batch handler)" for n, d in (("catch-up", cu), ("rebuild", rb)) if d["batch_handler_result"] == "MISSED"]
     for m in misses:
         print(f"MISSED  {m}")
     print("checks passed: every projection table equals the INSERT ... SELECT result, row by row")

@@ -143,7 +143,8 @@ class Projections:
         conn: Conn | None = None,
     ) -> ProjectionStatus:
         """Register a projection. ``handler`` is a function signature such as
-        ``"bank.apply_balance(pyes.events)"`` (None: a Python projection)."""
+        ``"bank.apply_balance(pyes.events)"``, or ``"bank.apply_balances(pyes.events[])"`` for a
+        batch handler, called once per batch (None: a Python projection)."""
         with self._use(conn) as c:
             c.execute(
                 "SELECT 1 FROM pyes.register_projection(%s, %s::regprocedure, %s, %s, %s, %s, %s, %s, %s::regprocedure, %s)",

@@ -20,7 +20,7 @@ READ_ONLY = {
 IMMUTABLE = {"checkpoint_token", "parse_checkpoint", "validate_stream_id",
              "validate_max_count", "validate_types", "validate_snapshot_kind"}
 # Each area adds its own functions here (one line per area keeps parallel work apart).
-READ_ONLY |= {"projection_status", "handler_name", "effective_versions", "stream_events_for", "check_projection_handler",
+READ_ONLY |= {"projection_status", "handler_name", "handler_takes_batch", "effective_versions", "stream_events_for", "check_projection_handler",
               "validate_projection", "projection_batch", "xmin_holder", "last_event_below",
               "inline_dispatch_source", "inline_dispatch_current",
               "upcast_for_projection", "projection_type_names"}  # projections

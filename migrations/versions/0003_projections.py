@@ -36,6 +36,7 @@ def downgrade() -> None:
         DROP FUNCTION pyes.apply_projection(pyes.projections,pyes.events[],text,boolean);
         DROP FUNCTION pyes.call_projection_handler(pyes.projections,pyes.events[],text);
         DROP FUNCTION pyes.check_projection_handler(text,regprocedure,oid[],text);
+        DROP FUNCTION pyes.handler_takes_batch(regprocedure);
         DROP FUNCTION pyes.claim_projection_batch(text,integer,integer,xid8);
         DROP FUNCTION pyes.effective_versions(text,bigint);
         DROP FUNCTION pyes.fail_projection(text,integer,uuid,text,text);

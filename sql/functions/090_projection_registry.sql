@@ -96,6 +96,21 @@ BEGIN
 END;
 $$;
 
+-- Whether a handler is a batch handler: it takes (pyes.events[]), all the events of a batch
+-- (or of an appending statement) in order in one call, instead of (pyes.events), one call
+-- per event. A set-based handler (one INSERT ... SELECT ... FROM unnest(events) ... ON
+-- CONFLICT) then writes its table in one statement per batch.
+CREATE OR REPLACE FUNCTION pyes.handler_takes_batch(p_handler regprocedure)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN coalesce((SELECT f.pronargs = 1 AND f.proargtypes[0] = 'pyes.events[]'::regtype::oid
+                       FROM pg_catalog.pg_proc f WHERE f.oid = p_handler), false);
+END;
+$$;
+
 -- Checks a handler's signature: p_args are the argument types it must take.
 CREATE OR REPLACE FUNCTION pyes.check_projection_handler(p_name text, p_handler regprocedure, p_args oid[], p_what text)
 RETURNS void
@@ -108,9 +123,10 @@ BEGIN
     v_args := ARRAY(SELECT t FROM pg_catalog.pg_proc p, unnest(p.proargtypes) WITH ORDINALITY u(t, n) WHERE p.oid = p_handler ORDER BY u.n);
     IF v_args IS DISTINCT FROM p_args THEN
         PERFORM pyes.invalid_projection(p_name,
-            format('The %s %s must take exactly (%s).', p_what, p_handler,
-                   (SELECT string_agg(format_type(t, NULL), ', ') FROM unnest(p_args) t)),
-            'Declare it as CREATE FUNCTION ... (e pyes.events) RETURNS void, writing the projection''s tables.');
+            format('The %s %s must take exactly (%s)%s.', p_what, p_handler,
+                   (SELECT string_agg(format_type(t, NULL), ', ') FROM unnest(p_args) t),
+                   CASE WHEN p_what = 'handler' THEN ', or (pyes.events[]) for a batch handler' ELSE '' END),
+            'Declare it as CREATE FUNCTION ... (e pyes.events) RETURNS void, or (events pyes.events[]) for a batch, writing the projection''s tables.');
     END IF;
 END;
 $$;
@@ -137,7 +153,7 @@ BEGIN
     IF p_handler IS NULL AND p_mode = 'inline' THEN
         PERFORM pyes.invalid_projection(p_name, 'An inline projection needs an SQL handler; only asynchronous projections can be run by Python code.');
     END IF;
-    IF p_handler IS NOT NULL THEN
+    IF p_handler IS NOT NULL AND NOT pyes.handler_takes_batch(p_handler) THEN
         PERFORM pyes.check_projection_handler(p_name, p_handler, ARRAY['pyes.events'::regtype::oid], 'handler');
     END IF;
     IF p_rewind_handler IS NOT NULL THEN

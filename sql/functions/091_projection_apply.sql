@@ -78,7 +78,8 @@ END;
 $$;
 
 -- The handler over a run of events with no $rewind among them: one dynamic statement for
--- the whole run (not one per event), the handler called per row in array order.
+-- the whole run (not one per event), the handler called per row in array order, or once
+-- with the whole run if it is a batch handler (pyes.handler_takes_batch).
 CREATE OR REPLACE FUNCTION pyes.call_projection_handler(p pyes.projections, p_events pyes.events[], p_schema text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -90,7 +91,11 @@ BEGIN
     END IF;
     -- Local to this call: the pinned path comes back when it returns.
     PERFORM set_config('search_path', format('%I, pg_catalog, pg_temp', p_schema), true);
-    EXECUTE format('SELECT %s(e) FROM unnest($1) AS e', pyes.handler_name(p.handler)) USING p_events;
+    IF pyes.handler_takes_batch(p.handler) THEN
+        EXECUTE format('SELECT %s($1)', pyes.handler_name(p.handler)) USING p_events;
+    ELSE
+        EXECUTE format('SELECT %s(e) FROM unnest($1) AS e', pyes.handler_name(p.handler)) USING p_events;
+    END IF;
 END;
 $$;
 

@@ -58,7 +58,7 @@ BEGIN
                    FROM pyes.projections r WHERE r.name = %1$L AND r.version = %2$s;
             ELSE
                 PERFORM set_config('search_path', %5$L, true);
-                PERFORM %6$s(e) FROM unnest(v_events) AS e;
+                PERFORM %6$s;
                 PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
             END IF;
         EXCEPTION WHEN OTHERS THEN
@@ -72,7 +72,9 @@ $block$,
                  ELSE format('e.type = ANY (%L::text[]) OR e.type = ''$rewind''', p.event_types) END,
             p.schema_name,
             format('%I, pg_catalog, pg_temp', p.schema_name),
-            p.handler::oid::regproc::text);
+            -- One call per event, or one with them all for a batch handler.
+            CASE WHEN pyes.handler_takes_batch(p.handler) THEN format('%s(v_events)', p.handler::oid::regproc::text)
+                 ELSE format('%s(e) FROM unnest(v_events) AS e', p.handler::oid::regproc::text) END);
     END LOOP;
     RETURN v_blocks;
 END;
