@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10000)
     args = parser.parse_args()
 
+    started, load = time.perf_counter(), load_average()
     with bench_server() as (admin_dsn, source), scratch_database(admin_dsn, "pyes_bench_capture") as dsn:
         upgrade(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -120,12 +121,11 @@ def main() -> None:
         "benchmark": "capture",
         "what": "UPDATE throughput of a captured table (its trigger, pyes.capture_row, appends a RowUpdated per UPDATE) against the same table uncaptured",
         "target": "cost factor (plain rate / captured rate) at most 2",
-        "when": now_iso(),
-        "server_source": source,
-        "server": info,
-        "machine": machine_info(),
+        "timestamp": now_iso(),
+        "server": {"source": source, **info},
+        "machine": {**machine_info(), "load_average_at_start": load, "load_average_at_end": load_average()},
         "repo": repo_info(),
-        "load_average": load_average(),
+        "total_seconds": round(time.perf_counter() - started, 1),
         "rounds": args.rounds,
         "rows_per_table": args.rows,
         "events_written": events[0] if events else None,

@@ -65,6 +65,18 @@ WHY = {
         "server about twice the CPU of an INSERT (see append), so the CPUs run out first. (Nobody listens "
         "in this run, so appends do not notify; a notifying transaction commits alone, which bench/notify.py "
         "measures.)"),
+    ("capture", "*"): (
+        "A captured UPDATE is the UPDATE plus what its trigger (pyes.capture_row) appends: the changed "
+        "columns worked out from the row as JSON, the compare-and-set of the stream's row, and the event's "
+        "INSERT with its five index entries. Counted, the server does about eight times the work of the "
+        "plain UPDATE (the instructions section); timed, the round trip and, at one UPDATE per "
+        "transaction, the commit's WAL flush are the same on both sides, so the factor is smaller, and it "
+        "grows when 100 UPDATEs share one commit."),
+    ("projections", "*"): (
+        "A per-event handler costs one PL/pgSQL call and one upsert statement, with its executor start-up, "
+        "per event; the reference computes the whole table in one pass. A batch handler (taking "
+        "pyes.events[]) gets each batch in one call and writes it set-based: its lines show what the "
+        "per-event form leaves on the table."),
     ("peer", "*"): (
         "eventsourcing is measured through its Application and repository, pyes through its Repository: both "
         "pay their Python domain layer, which narrows the gap their SQL leaves."),
