@@ -423,6 +423,12 @@ def explain_batch(conn: psycopg.Connection[Any], batch: int) -> list[str]:
     return [r[0] for r in rows]
 
 
+def against(variant: dict[str, Any], reference: dict[str, Any]) -> None:
+    """Record a variant's time and throughput ratios against the reference's (in place)."""
+    variant["time_ratio_vs_reference"] = variant["median_seconds"] / reference["median_seconds"]
+    variant["throughput_ratio_vs_reference"] = reference["median_seconds"] / variant["median_seconds"]
+
+
 def summarize(rounds: list[dict[str, Any]], events: int) -> dict[str, Any]:
     secs = C.median([r["seconds"] for r in rounds])
     cpu = [r["server_backend_cpu_seconds"] for r in rounds]
@@ -467,21 +473,17 @@ def catchup_section(conn: psycopg.Connection[Any], backend: int | None, args: ar
     compare(conn, "balances_async")
     out: dict[str, Any] = {"events": events, "variants": {k: summarize(v, events) for k, v in rounds.items()}}
     ref = out["variants"]["reference"]
-    for b in BATCHES:
-        v = out["variants"][f"pyes_batch_{b}"]
-        v["time_ratio_vs_reference"] = v["median_seconds"] / ref["median_seconds"]
-        v["throughput_ratio_vs_reference"] = ref["median_seconds"] / v["median_seconds"]
+    for key in [f"pyes_batch_{b}" for b in BATCHES] + ["batch_handler_10000"]:
+        v = out["variants"][key]
+        against(v, ref)
         v["us_per_event"] = 1e6 * v["median_seconds"] / events
     best = min(BATCHES, key=lambda b: out["variants"][f"pyes_batch_{b}"]["median_seconds"])
     out["best_batch"] = best
     rate = out["variants"][f"pyes_batch_{best}"]["median_events_per_s"]
     out["target_min_events_per_s"] = TARGET_CATCHUP_RATE
     out["result"] = "PASS" if rate >= TARGET_CATCHUP_RATE else "MISSED"
-    bh = out["variants"]["batch_handler_10000"]
-    bh["time_ratio_vs_reference"] = bh["median_seconds"] / ref["median_seconds"]
-    bh["throughput_ratio_vs_reference"] = ref["median_seconds"] / bh["median_seconds"]
-    bh["us_per_event"] = 1e6 * bh["median_seconds"] / events
-    out["batch_handler_result"] = "PASS" if bh["median_events_per_s"] >= TARGET_CATCHUP_RATE else "MISSED"
+    bh_rate = out["variants"]["batch_handler_10000"]["median_events_per_s"]
+    out["batch_handler_result"] = "PASS" if bh_rate >= TARGET_CATCHUP_RATE else "MISSED"
     noop = out["variants"]["noop_batch_10000"]
     out["machinery_us_per_event"] = 1e6 * noop["median_seconds"] / events
     out["handler_upsert_us_per_event"] = (1e6 * out["variants"]["pyes_batch_10000"]["median_seconds"] / events
@@ -514,16 +516,16 @@ def rebuild_section(conn: psycopg.Connection[Any], backend: int | None, args: ar
     out: dict[str, Any] = {"events": events, "batch": batch,
                            "variants": {k: summarize(v, events) for k, v in rounds.items()}}
     p, r = out["variants"]["pyes"], out["variants"]["reference"]
-    out["time_ratio_vs_reference"] = p["median_seconds"] / r["median_seconds"]
-    out["throughput_ratio_vs_reference"] = r["median_seconds"] / p["median_seconds"]
+    against(p, r)
+    out["time_ratio_vs_reference"] = p["time_ratio_vs_reference"]
+    out["throughput_ratio_vs_reference"] = p["throughput_ratio_vs_reference"]
     # The target is for 1,000,000 events: scale linearly when a smaller run was asked for.
     limit = TARGET_REBUILD_SECONDS * events / TARGET_REBUILD_EVENTS
     out["target_max_seconds"] = limit
     out["target_note"] = f"{TARGET_REBUILD_SECONDS:.0f} s per {TARGET_REBUILD_EVENTS:,} events, scaled to this size"
     out["result"] = "PASS" if p["median_seconds"] <= limit else "MISSED"
     b = out["variants"]["batch_handler"]
-    b["time_ratio_vs_reference"] = b["median_seconds"] / r["median_seconds"]
-    b["throughput_ratio_vs_reference"] = r["median_seconds"] / b["median_seconds"]
+    against(b, r)
     out["batch_handler_result"] = "PASS" if b["median_seconds"] <= limit else "MISSED"
     return out
 
@@ -621,6 +623,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def not_a_ratio(label: str, variant: dict[str, Any], reference: dict[str, Any], result: str) -> dict[str, Any]:
+    """A line for bench/report.py whose target is a rate or a time: the ratio is reported, the
+    result is the target's."""
+    return {"label": label, "pyes_median_events_per_s": variant["median_events_per_s"],
+            "reference_median_events_per_s": reference["median_events_per_s"],
+            "ratio": variant["throughput_ratio_vs_reference"], "target": None, "result": result}
+
+
 def ratios(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The ratios in the shape bench/report.py reads: throughput, pyes over its reference."""
     io, cu, rb = result["inline_overhead"], result["catch_up"], result["rebuild"]
@@ -631,29 +641,27 @@ def ratios(result: dict[str, Any]) -> list[dict[str, Any]]:
          "reference_median_events_per_s": io["without"]["median_appends_per_s"],
          "ratio": io["throughput_ratio"], "target": round(1 / TARGET_INLINE_COST, 3), "result": io["result"],
          "per_round_ratios": [1 / r for r in io["per_round_cost_ratios"]]},
-        {"label": f"catch-up of {cu['events']:,} events, batch {cu['best_batch']}, against one INSERT ... SELECT "
-                  f"(target: >= {TARGET_CATCHUP_RATE:,.0f} events/s, not a ratio)",
-         "pyes_median_events_per_s": best["median_events_per_s"],
-         "reference_median_events_per_s": cu["variants"]["reference"]["median_events_per_s"],
-         "ratio": best["throughput_ratio_vs_reference"], "target": None, "result": cu["result"]},
-        {"label": f"catch-up of {cu['events']:,} events, batch handler (one call per batch of 10,000), against one "
-                  f"INSERT ... SELECT (target: >= {TARGET_CATCHUP_RATE:,.0f} events/s, not a ratio)",
-         "pyes_median_events_per_s": cu["variants"]["batch_handler_10000"]["median_events_per_s"],
-         "reference_median_events_per_s": cu["variants"]["reference"]["median_events_per_s"],
-         "ratio": cu["variants"]["batch_handler_10000"]["throughput_ratio_vs_reference"], "target": None,
-         "result": cu["batch_handler_result"]},
-        {"label": f"rebuild of {rb['events']:,} events against TRUNCATE + one INSERT ... SELECT "
-                  f"(target: <= {rb['target_max_seconds']:.0f} s, not a ratio)",
-         "pyes_median_events_per_s": rb["variants"]["pyes"]["median_events_per_s"],
-         "reference_median_events_per_s": rb["variants"]["reference"]["median_events_per_s"],
-         "ratio": rb["throughput_ratio_vs_reference"], "target": None, "result": rb["result"]},
-        {"label": f"rebuild of {rb['events']:,} events, batch handler, against TRUNCATE + one INSERT ... SELECT "
-                  f"(target: <= {rb['target_max_seconds']:.0f} s, not a ratio)",
-         "pyes_median_events_per_s": rb["variants"]["batch_handler"]["median_events_per_s"],
-         "reference_median_events_per_s": rb["variants"]["reference"]["median_events_per_s"],
-         "ratio": rb["variants"]["batch_handler"]["throughput_ratio_vs_reference"], "target": None,
-         "result": rb["batch_handler_result"]},
+        not_a_ratio(f"catch-up of {cu['events']:,} events, batch {cu['best_batch']}, against one INSERT ... SELECT "
+                    f"(target: >= {TARGET_CATCHUP_RATE:,.0f} events/s, not a ratio)",
+                    best, cu["variants"]["reference"], cu["result"]),
+        not_a_ratio(f"catch-up of {cu['events']:,} events, batch handler (one call per batch of 10,000), against one "
+                    f"INSERT ... SELECT (target: >= {TARGET_CATCHUP_RATE:,.0f} events/s, not a ratio)",
+                    cu["variants"]["batch_handler_10000"], cu["variants"]["reference"], cu["batch_handler_result"]),
+        not_a_ratio(f"rebuild of {rb['events']:,} events against TRUNCATE + one INSERT ... SELECT "
+                    f"(target: <= {rb['target_max_seconds']:.0f} s, not a ratio)",
+                    rb["variants"]["pyes"], rb["variants"]["reference"], rb["result"]),
+        not_a_ratio(f"rebuild of {rb['events']:,} events, batch handler, against TRUNCATE + one INSERT ... SELECT "
+                    f"(target: <= {rb['target_max_seconds']:.0f} s, not a ratio)",
+                    rb["variants"]["batch_handler"], rb["variants"]["reference"], rb["batch_handler_result"]),
     ]
+
+
+def report_row(case: str, variant: dict[str, Any], reference: dict[str, Any], figure: Callable[..., str],
+               reference_name: str, target: str, result: str) -> list[str]:
+    """A line of the printed table: a variant beside its reference, with the ratios."""
+    return [case, figure(**variant), f"{figure(**reference)} ({reference_name})",
+            f"time x{variant['time_ratio_vs_reference']:.1f} (throughput x{variant['throughput_ratio_vs_reference']:.3f})",
+            target, result]
 
 
 def report(result: dict[str, Any]) -> None:
@@ -666,36 +674,19 @@ def report(result: dict[str, Any]) -> None:
          f"cost <= {TARGET_INLINE_COST}", io["result"]],
     ]
     ref = cu["variants"]["reference"]
+    rate, rate_target = ("{median_events_per_s:,.0f} events/s").format, f">= {TARGET_CATCHUP_RATE:,.0f}/s"
     for b in BATCHES:
-        v = cu["variants"][f"pyes_batch_{b}"]
-        rows.append([
-            f"catch-up {cu['events']:,}, batch {b}", f"{v['median_events_per_s']:,.0f} events/s",
-            f"{ref['median_events_per_s']:,.0f} events/s (INSERT ... SELECT)",
-            f"time x{v['time_ratio_vs_reference']:.1f} (throughput x{v['throughput_ratio_vs_reference']:.3f})",
-            f">= {TARGET_CATCHUP_RATE:,.0f}/s" if b == cu["best_batch"] else "-",
-            cu["result"] if b == cu["best_batch"] else "report",
-        ])
-    bh = cu["variants"]["batch_handler_10000"]
-    rows.append([
-        f"catch-up {cu['events']:,}, batch handler", f"{bh['median_events_per_s']:,.0f} events/s",
-        f"{ref['median_events_per_s']:,.0f} events/s (INSERT ... SELECT)",
-        f"time x{bh['time_ratio_vs_reference']:.1f} (throughput x{bh['throughput_ratio_vs_reference']:.3f})",
-        f">= {TARGET_CATCHUP_RATE:,.0f}/s", cu["batch_handler_result"],
-    ])
-    p, r = rb["variants"]["pyes"], rb["variants"]["reference"]
-    rows.append([
-        f"rebuild {rb['events']:,}, batch {rb['batch']}", f"{p['median_seconds']:.1f} s",
-        f"{r['median_seconds']:.2f} s (TRUNCATE + INSERT ... SELECT)",
-        f"time x{rb['time_ratio_vs_reference']:.1f} (throughput x{rb['throughput_ratio_vs_reference']:.3f})",
-        f"<= {rb['target_max_seconds']:.1f} s", rb["result"],
-    ])
-    b = rb["variants"]["batch_handler"]
-    rows.append([
-        f"rebuild {rb['events']:,}, batch handler", f"{b['median_seconds']:.1f} s",
-        f"{r['median_seconds']:.2f} s (TRUNCATE + INSERT ... SELECT)",
-        f"time x{b['time_ratio_vs_reference']:.1f} (throughput x{b['throughput_ratio_vs_reference']:.3f})",
-        f"<= {rb['target_max_seconds']:.1f} s", rb["batch_handler_result"],
-    ])
+        best = b == cu["best_batch"]
+        rows.append(report_row(f"catch-up {cu['events']:,}, batch {b}", cu["variants"][f"pyes_batch_{b}"], ref, rate,
+                               "INSERT ... SELECT", rate_target if best else "-", cu["result"] if best else "report"))
+    rows.append(report_row(f"catch-up {cu['events']:,}, batch handler", cu["variants"]["batch_handler_10000"], ref, rate,
+                           "INSERT ... SELECT", rate_target, cu["batch_handler_result"]))
+    secs, secs_target = ("{median_seconds:.2f} s").format, f"<= {rb['target_max_seconds']:.1f} s"
+    r = rb["variants"]["reference"]
+    rows.append(report_row(f"rebuild {rb['events']:,}, batch {rb['batch']}", rb["variants"]["pyes"], r, secs,
+                           "TRUNCATE + INSERT ... SELECT", secs_target, rb["result"]))
+    rows.append(report_row(f"rebuild {rb['events']:,}, batch handler", rb["variants"]["batch_handler"], r, secs,
+                           "TRUNCATE + INSERT ... SELECT", secs_target, rb["batch_handler_result"]))
     print()
     print(C.table(["case", "pyes", "reference", "ratio pyes/reference", "target", "result"], rows,
                   [False, True, True, False, False, False]))
