@@ -27,25 +27,26 @@ def migrations_dir() -> Path:
     return _find("_migrations", "migrations")
 
 
-def _manifest() -> list[tuple[str, Path]]:
-    """(revision, file) for each file sql/install.sql includes, in its order: a
-    "-- revision: X" line names the alembic revision that introduces the files below it."""
+def _manifest() -> tuple[list[str], list[tuple[str, Path]]]:
+    """The revisions sql/install.sql names, and (revision, file) for each file it includes, in
+    its order: a "-- revision: X" line names the alembic revision that introduces the files
+    below it (a revision may introduce none and only re-apply the function files)."""
     root = sql_dir()
-    revision = ""
+    revisions: list[str] = []
     files = []
     for line in (root / "install.sql").read_text().splitlines():
         marker = re.fullmatch(r"--\s*revision:\s*(\S+)", line.strip())
         if marker:
-            revision = marker.group(1)
+            revisions.append(marker.group(1))
         match = re.fullmatch(r"\\ir\s+(\S+)", line.strip())
         if match:
-            files.append((revision, root / match.group(1)))
-    return files
+            files.append((revisions[-1] if revisions else "", root / match.group(1)))
+    return revisions, files
 
 
 def install_files() -> list[Path]:
     """The SQL files that install the schema, in the order sql/install.sql includes them."""
-    return [path for _revision, path in _manifest()]
+    return [path for _revision, path in _manifest()[1]]
 
 
 def install_sql() -> str:
@@ -58,8 +59,7 @@ def revision_sql(revision: str) -> str:
     """What alembic revision REVISION runs: its own table files (once), then every function
     file introduced up to and including it, in install order. Function files are all CREATE
     OR REPLACE, so re-applying those of earlier revisions brings them up to date."""
-    manifest = _manifest()
-    known = [rev for rev, _path in manifest]
+    known, manifest = _manifest()
     if revision not in known:
         raise ValueError(f"sql/install.sql has no '-- revision: {revision}' section")
     tables = [p for rev, p in manifest if rev == revision and p.parent.name == "schema"]

@@ -71,4 +71,8 @@ BEGIN;
 -- revision: pyes_0008
 \ir schema/011_stream_row.sql
 \ir functions/140_stream_row.sql
+-- revision: pyes_0009
+-- (No file of its own: it re-applies the function files above, so that a database at
+-- pyes_0008 gets the capture trigger's short path and batch projection handlers. A change
+-- to a function file that existing databases need comes with such a revision.)
 COMMIT;
