@@ -17,11 +17,15 @@ its output could mean something else than json.dumps's:
 
 What orjson accepts beyond json.dumps: ``uuid.UUID`` values (written as their string) and
 enums (written as their value), where json.dumps raises TypeError for a plain Enum or UUID.
+Where json.dumps writes the value instead, it is told to write those two the same way, so a
+value is accepted or refused whatever else it holds (a ``None`` next to a UUID included).
 """
 
 from __future__ import annotations
 
+import enum
 import json
+import uuid
 from typing import Any
 
 import orjson
@@ -49,15 +53,25 @@ def loads(data: str | bytes | bytearray | memoryview) -> Any:
 _DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
+def _widened(value: Any) -> Any:
+    """What orjson writes for the two kinds of value json.dumps refuses and orjson does not, so
+    that whichever of the two writes a value, the text means the same."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def dumps(value: Any) -> str | bytes:
     """JSON text of ``value`` that PostgreSQL reads as it reads ``json.dumps(value)``, about ten
     times faster for the usual event data."""
     try:
         out = orjson.dumps(value, option=_DUMPS_OPTIONS)
     except (orjson.JSONEncodeError, TypeError):
-        return json.dumps(value)
+        return json.dumps(value, default=_widened)
     if b"null" in out:  # a None, or a NaN or infinity that orjson turned into null
-        return json.dumps(value)
+        return json.dumps(value, default=_widened)
     return out
 
 

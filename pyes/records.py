@@ -46,20 +46,27 @@ class NewEvent:
     correlation_id: uuid.UUID | None = None
     causation_id: uuid.UUID | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """The event object that ``pyes.append`` takes."""
+    def to_json(self, *, ids_as_text: bool = True) -> dict[str, Any]:
+        """The event object that ``pyes.append`` takes. With ``ids_as_text=False`` the ids stay
+        ``uuid.UUID`` values, for a JSON writer that writes them as text itself
+        (:func:`pyes.jsonio.dumps` does, in C: a tenth of the cost of ``str()``)."""
+        text = str if ids_as_text else _same
         out: dict[str, Any] = {
-            "id": str(self.id),
+            "id": text(self.id),
             "type": self.type,
             "data": self.data,
             "metadata": self.metadata,
             "schema_version": self.schema_version,
         }
         if self.correlation_id is not None:
-            out["correlation_id"] = str(self.correlation_id)
+            out["correlation_id"] = text(self.correlation_id)
         if self.causation_id is not None:
-            out["causation_id"] = str(self.causation_id)
+            out["causation_id"] = text(self.causation_id)
         return out
+
+
+def _same(value: uuid.UUID) -> uuid.UUID:
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,7 @@ class EventStore:
             )
             self._owns_pool = True
         self._dumps = json_dumps
+        self._ids_as_text = json_dumps is not jsonio.dumps  # jsonio.dumps writes a UUID itself
 
     @property
     def pool(self) -> ConnectionPool:
@@ -123,7 +124,7 @@ class EventStore:
     ) -> AppendResult:
         """Append ``events`` to ``stream_id`` atomically. Raises
         :class:`~pyes.errors.WrongExpectedVersion` if the stream is not as expected."""
-        batch = Jsonb([event.to_json() for event in events], dumps=self._dumps)
+        batch = Jsonb([event.to_json(ids_as_text=self._ids_as_text) for event in events], dumps=self._dumps)
         with self._use(conn) as c:
             row = c.execute(_APPEND, (stream_id, batch, expected_text(expected_version)), prepare=True).fetchone()
         assert row is not None

@@ -205,6 +205,29 @@ def test_positions_follow_batch_order(store: EventStore) -> None:
     assert tuple(e.position for e in stored) == result.positions
 
 
+@pytest.mark.parametrize("with_id", ["all", "some", "none"])
+def test_every_event_gets_its_own_id_or_a_new_one_in_batch_order(connect: Any, with_id: str) -> None:
+    """The batch path takes ids from the list it parsed only when every event has one; a
+    batch with some or no ids must still store each given id on its own event."""
+    ids = [uuid.uuid4() for _ in range(5)]
+    given = {"all": [True] * 5, "some": [False, True, False, True, True], "none": [False] * 5}[with_id]
+    events = [{"type": f"E{i}", **({"id": str(ids[i])} if has else {})} for i, has in enumerate(given)]
+    conn = connect()
+    for stream in ("s-1", "s-2"):  # a new stream, then an existing one (the compare-and-set path)
+        if stream == "s-2":
+            conn.execute("SELECT pyes.append('s-2', '[{\"type\": \"First\"}]')")
+            events = [{**e, "id": str(uuid.uuid4())} if "id" in e else e for e in events]
+        conn.execute("SELECT pyes.append(%s, %s)", (stream, Jsonb(events)))
+        rows = conn.execute(
+            "SELECT type, event_id FROM pyes.events WHERE stream_id = %s AND type LIKE 'E%%' ORDER BY version",
+            (stream,)).fetchall()
+        assert [r[0] for r in rows] == [e["type"] for e in events]
+        for event, (_, stored) in zip(events, rows, strict=True):
+            if "id" in event:
+                assert stored == uuid.UUID(event["id"])
+        assert len({r[1] for r in rows}) == 5
+
+
 def test_non_pyes_errors_pass_through(store: EventStore, connect: Any) -> None:
     conn = connect()
     with pytest.raises(psycopg.errors.UndefinedTable):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import uuid
 from datetime import UTC, datetime
@@ -125,6 +126,38 @@ def test_dumps_takes_the_fast_path_for_usual_data_and_json_dumps_for_the_rest() 
     # The one widening: a UUID is written as its text (json.dumps raises TypeError).
     some_id = uuid.UUID("12345678-1234-5678-1234-567812345678")
     assert dumps({"id": some_id}) == b'{"id":"12345678-1234-5678-1234-567812345678"}'
+
+
+class Channel(enum.Enum):
+    CARD = "card"
+
+
+@pytest.mark.parametrize("widened", [uuid.UUID("12345678-1234-5678-1234-567812345678"), Channel.CARD],
+                         ids=["uuid", "enum"])
+def test_a_value_orjson_widens_is_written_alike_by_both_paths(widened: Any) -> None:
+    # A None sends the value to json.dumps: it must write the UUID or enum as orjson does,
+    # not refuse the data only because an optional field of it is empty.
+    alone = json.loads(dumps({"v": widened}))
+    with_none = json.loads(dumps({"v": widened, "empty": None}))
+    assert with_none == {**alone, "empty": None}
+    assert alone == {"v": str(widened) if isinstance(widened, uuid.UUID) else widened.value}
+    with pytest.raises(TypeError):
+        dumps({"v": object(), "empty": None})  # anything else is refused as before
+
+
+def test_the_store_writes_ids_the_same_whoever_writes_the_json(store: EventStore) -> None:
+    # The store hands jsonio.dumps the ids as UUID values (it writes them in C) and any other
+    # json_dumps their text: the stored events are the same.
+    order_id = uuid.uuid4()
+    first = NewEvent("Ordered", {"order": order_id, "coupon": None}, correlation_id=uuid.uuid4())
+    second = NewEvent("Ordered", {"order": str(order_id), "coupon": None}, causation_id=uuid.uuid4())
+    store.append("order-1", [first])
+    with EventStore(store.pool, json_dumps=json.dumps) as plain:
+        plain.append("order-1", [second])
+    stored = store.read_stream("order-1")
+    assert [(e.event_id, e.correlation_id, e.causation_id) for e in stored] == [
+        (first.id, first.correlation_id, None), (second.id, None, second.causation_id)]
+    assert stored[0].data == stored[1].data == {"order": str(order_id), "coupon": None}
 
 
 def test_an_event_with_nan_is_refused_and_nothing_is_written(store: EventStore) -> None:

@@ -389,7 +389,10 @@ BEGIN
         ), inserted AS (
             INSERT INTO pyes.events AS t (event_id, stream_id, category, version, type, schema_version,
                                           data, metadata, correlation_id, causation_id, recorded_at, transaction_id)
-            SELECT coalesce((e.ev ->> 'id')::uuid, gen_random_uuid()),
+                   -- When every event has an id, the list parsed above holds them in the batch's
+                   -- order: reading a uuid from text again costs about 3,000 instructions.
+            SELECT CASE WHEN cardinality(v_id_list) = v_count THEN v_id_list[e.ord]
+                        ELSE coalesce((e.ev ->> 'id')::uuid, gen_random_uuid()) END,
                    p_stream_id,
                    split_part(p_stream_id, '-', 1),
                    c.version - v_count + e.ord,
