@@ -9,7 +9,7 @@ factor is plain rate / captured rate (target: at most 2).
 Shapes: one UPDATE per transaction (autocommit, each commit waits for the WAL flush), and
 100 UPDATEs per transaction (the trigger's own cost, with the commit spread thin).
 
-    .venv/bin/python bench/capture.py [--rounds 6] [--rows 10000]
+    .venv/bin/python bench/capture.py [--rounds 10] [--rows 10000]
 
 Results: bench/results/capture.json.
 """
@@ -55,7 +55,7 @@ TABLE = """CREATE TABLE {name} (
 FILL = """INSERT INTO {name} SELECT i, 'owner ' || i, 'user' || i || '@example.com', (i %% 1000) * 1.5,
           'active', now(), 'created by the benchmark' FROM generate_series(1, %s) i"""
 UPDATE = "UPDATE {name} SET balance = balance + %s, updated_at = clock_timestamp() WHERE id = %s"
-SHAPES = (("1 UPDATE per transaction", 1, 400), ("100 UPDATEs per transaction", 100, 8))
+SHAPES = (("1 UPDATE per transaction", 1, 400), ("100 UPDATEs per transaction", 100, 20))
 
 
 def run(conn: psycopg.Connection[Any], name: str, per_tx: int, transactions: int, keys: list[int]) -> float:
@@ -75,7 +75,7 @@ def run(conn: psycopg.Connection[Any], name: str, per_tx: int, transactions: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--rows", type=int, default=10000)
     args = parser.parse_args()
 
